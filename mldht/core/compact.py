@@ -1,0 +1,109 @@
+"""Compact peer and node info (BEP 5, BEP 32): IPv4 and IPv6."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import DecodeError
+
+__all__ = [
+    "Addr",
+    "NodeInfo",
+    "decode_nodes",
+    "decode_peer",
+    "decode_peers",
+    "encode_nodes",
+    "encode_peer",
+    "ip_to_bytes",
+    "is_ipv6",
+]
+
+Addr = tuple[str, int]
+"""A UDP/TCP address: (IP text, port). IPv6 text is in compressed form."""
+
+NODE4_LEN = 26
+NODE6_LEN = 38
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A DHT node: its 20-byte id and UDP address."""
+
+    id: bytes
+    addr: Addr
+
+
+def is_ipv6(ip: str) -> bool:
+    return ":" in ip
+
+
+def ip_to_bytes(ip: str) -> bytes:
+    """Packed form of an IP address (4 or 16 bytes)."""
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        raise DecodeError(f"not an IP address: {ip!r}") from None
+
+
+def _ip_from_bytes(raw: bytes) -> str:
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    return str(ipaddress.IPv6Address(raw))
+
+
+def encode_peer(addr: Addr) -> bytes:
+    """6 bytes (IPv4) or 18 bytes (IPv6): address then big-endian port."""
+    ip, port = addr
+    if not 0 < port < 65536:
+        raise DecodeError(f"port out of range: {port}")
+    return ip_to_bytes(ip) + port.to_bytes(2, "big")
+
+
+def decode_peer(raw: bytes) -> Addr:
+    """Decode 6 or 18 bytes; wrong length or port 0 raises :class:`DecodeError`."""
+    if len(raw) not in (6, 18):
+        raise DecodeError(f"compact peer must be 6 or 18 bytes, got {len(raw)}")
+    port = int.from_bytes(raw[-2:], "big")
+    if port == 0:
+        raise DecodeError("compact peer with port 0")
+    return (_ip_from_bytes(raw[:-2]), port)
+
+
+def decode_peers(values: Iterable[object]) -> list[Addr]:
+    """Decode a ``values`` list, skipping entries that are not valid compact peers.
+
+    Mixed 6- and 18-byte lists are accepted (BEP 32).
+    """
+    out: list[Addr] = []
+    for raw in values:
+        if isinstance(raw, bytes) and len(raw) in (6, 18):
+            port = int.from_bytes(raw[-2:], "big")
+            if port:
+                out.append((_ip_from_bytes(raw[:-2]), port))
+    return out
+
+
+def encode_nodes(nodes: Iterable[NodeInfo]) -> bytes:
+    """Concatenate compact node infos (all nodes must be of one family)."""
+    return b"".join(n.id + encode_peer(n.addr) for n in nodes)
+
+
+def decode_nodes(raw: bytes, ipv6: bool = False) -> list[NodeInfo]:
+    """Decode a ``nodes`` (26-byte records) or ``nodes6`` (38-byte records) string.
+
+    A length that is not a multiple of the record size raises :class:`DecodeError`;
+    records with port 0 are skipped (BEP 5 §2.3).
+    """
+    size = NODE6_LEN if ipv6 else NODE4_LEN
+    if len(raw) % size:
+        raise DecodeError(f"compact node string of {len(raw)} bytes is not a multiple of {size}")
+    out: list[NodeInfo] = []
+    for i in range(0, len(raw), size):
+        rec = raw[i : i + size]
+        port = int.from_bytes(rec[-2:], "big")
+        if port == 0:
+            continue
+        out.append(NodeInfo(rec[:20], (_ip_from_bytes(rec[20:-2]), port)))
+    return out

@@ -1,0 +1,133 @@
+"""Events that :class:`~mldht.core.node.NodeState` emits; ``op`` names the operation.
+
+Every operation started on a NodeState (``ping``, ``find_node``, ``get_peers``, ...)
+returns an integer op id; exactly one terminal event (``*Done``) carrying that id is
+emitted when it ends, possibly preceded by progress events (``PeersFound``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compact import Addr, NodeInfo
+
+__all__ = [
+    "AnnounceDone",
+    "Event",
+    "ExternalAddressChanged",
+    "GetDone",
+    "Item",
+    "LookupDone",
+    "PeersFound",
+    "PingDone",
+    "PutDone",
+    "SampleDone",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PingDone:
+    """``node_id`` is None when the node did not answer (timeout or error)."""
+
+    op: int
+    addr: Addr
+    node_id: bytes | None
+    version: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeersFound:
+    """Peers returned by one node during a get_peers lookup (new ones only)."""
+
+    op: int
+    info_hash: bytes
+    peers: tuple[Addr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LookupDone:
+    """A find_node / get_peers lookup ended. ``nodes``: the closest nodes that answered."""
+
+    op: int
+    target: bytes
+    nodes: tuple[NodeInfo, ...]
+    peers: tuple[Addr, ...] = ()
+    queried: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceDone:
+    """``accepted``: how many of the closest nodes accepted our announce_peer."""
+
+    op: int
+    info_hash: bytes
+    accepted: int
+    peers: tuple[Addr, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A BEP 44 item as found on the network (``v`` is the exact bencoded value)."""
+
+    target: bytes
+    v: bytes
+    k: bytes | None = None
+    salt: bytes = b""
+    seq: int | None = None
+    sig: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetDone:
+    """A BEP 44 get lookup ended; ``item`` is the valid item found (highest seq), or None."""
+
+    op: int
+    target: bytes
+    item: Item | None
+    nodes: tuple[NodeInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PutDone:
+    """A BEP 44 put ended; ``errors`` are (code, message) error replies received."""
+
+    op: int
+    target: bytes
+    accepted: int
+    seq: int | None = None
+    errors: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SampleDone:
+    """A BEP 51 sample_infohashes query ended; ``node_id`` None means no valid answer."""
+
+    op: int
+    addr: Addr
+    node_id: bytes | None
+    samples: tuple[bytes, ...] = ()
+    num: int = 0
+    interval: int = 0
+    nodes: tuple[NodeInfo, ...] = ()
+    version: bytes | None = None
+    rtt: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalAddressChanged:
+    """IP voting (BEP 42) settled on a new external IP; ``node_id`` is the id now in use."""
+
+    ip: str
+    node_id: bytes
+
+
+Event = (
+    PingDone
+    | PeersFound
+    | LookupDone
+    | AnnounceDone
+    | GetDone
+    | PutDone
+    | SampleDone
+    | ExternalAddressChanged
+)

@@ -1,0 +1,698 @@
+"""KRPC messages (BEP 5, 32, 33, 43, 44, 51): one frozen dataclass per message; encode; decode.
+
+Decoding never raises anything but :class:`MalformedMessage` (a :class:`DecodeError`).
+Responses do not name their method, so :func:`decode_message` returns a
+:class:`Response` holding the raw ``r`` dict, and :func:`decode_response` parses it once
+the pending transaction tells which query it answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import DecodeError, KRPCError
+from .bencode import bdecode, bencode
+from .compact import (
+    Addr,
+    NodeInfo,
+    decode_nodes,
+    decode_peer,
+    decode_peers,
+    encode_nodes,
+    encode_peer,
+)
+
+__all__ = [
+    "AnnouncePeer",
+    "AnnounceResponse",
+    "Error",
+    "FindNode",
+    "FindNodeResponse",
+    "Get",
+    "GetPeers",
+    "GetPeersResponse",
+    "GetResponse",
+    "MalformedMessage",
+    "Message",
+    "Ping",
+    "PingResponse",
+    "Put",
+    "PutResponse",
+    "Query",
+    "QueryBody",
+    "Response",
+    "ResponseBody",
+    "SampleInfohashes",
+    "SampleInfohashesResponse",
+    "decode_message",
+    "decode_response",
+    "encode_error",
+    "encode_query",
+    "encode_response",
+]
+
+MAX_SEQ = 0x7FFFFFFFFFFFFFFF
+
+
+class MalformedMessage(DecodeError):
+    """A datagram that is not a valid KRPC message.
+
+    ``t`` is the transaction id when one could be read and ``is_query`` tells whether the
+    sender asked something: only then is an error reply (``code``: 203 or 204) due.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        t: bytes | None = None,
+        is_query: bool = False,
+        code: int = KRPCError.PROTOCOL,
+        sender_id: bytes | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.t = t
+        self.is_query = is_query
+        self.code = code
+        self.sender_id = sender_id
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: bytes
+    method = b"ping"
+
+    def args(self) -> dict[bytes, Any]:
+        return {b"id": self.id}
+
+
+@dataclass(frozen=True, slots=True)
+class FindNode:
+    id: bytes
+    target: bytes
+    want: tuple[bytes, ...] | None = None
+    method = b"find_node"
+
+    def args(self) -> dict[bytes, Any]:
+        a: dict[bytes, Any] = {b"id": self.id, b"target": self.target}
+        if self.want is not None:
+            a[b"want"] = list(self.want)
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class GetPeers:
+    id: bytes
+    info_hash: bytes
+    want: tuple[bytes, ...] | None = None
+    noseed: bool = False
+    scrape: bool = False
+    method = b"get_peers"
+
+    def args(self) -> dict[bytes, Any]:
+        a: dict[bytes, Any] = {b"id": self.id, b"info_hash": self.info_hash}
+        if self.want is not None:
+            a[b"want"] = list(self.want)
+        if self.noseed:
+            a[b"noseed"] = 1
+        if self.scrape:
+            a[b"scrape"] = 1
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncePeer:
+    id: bytes
+    info_hash: bytes
+    port: int
+    token: bytes
+    implied_port: bool = False
+    seed: bool | None = None
+    method = b"announce_peer"
+
+    def args(self) -> dict[bytes, Any]:
+        # Always send `port`: libtorrent rejects an announce without it, even with
+        # implied_port=1 (spec digest §2.4).
+        a: dict[bytes, Any] = {
+            b"id": self.id,
+            b"info_hash": self.info_hash,
+            b"port": self.port,
+            b"token": self.token,
+        }
+        if self.implied_port:
+            a[b"implied_port"] = 1
+        if self.seed is not None:
+            a[b"seed"] = int(self.seed)
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    id: bytes
+    target: bytes
+    seq: int | None = None
+    want: tuple[bytes, ...] | None = None
+    method = b"get"
+
+    def args(self) -> dict[bytes, Any]:
+        a: dict[bytes, Any] = {b"id": self.id, b"target": self.target}
+        if self.seq is not None:
+            a[b"seq"] = self.seq
+        if self.want is not None:
+            a[b"want"] = list(self.want)
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """BEP 44 put. ``v`` is the exact bencoded value; mutable when ``k`` is set."""
+
+    id: bytes
+    token: bytes
+    v: bytes
+    k: bytes | None = None
+    seq: int | None = None
+    sig: bytes | None = None
+    salt: bytes = b""
+    cas: int | None = None
+    method = b"put"
+
+    @property
+    def mutable(self) -> bool:
+        return self.k is not None
+
+    def args(self) -> dict[bytes, Any]:
+        a: dict[bytes, Any] = {b"id": self.id, b"token": self.token, b"v": bdecode(self.v)}
+        if self.k is not None:
+            a[b"k"] = self.k
+            a[b"seq"] = self.seq
+            a[b"sig"] = self.sig
+            if self.salt:
+                a[b"salt"] = self.salt
+            if self.cas is not None:
+                a[b"cas"] = self.cas
+        return a
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInfohashes:
+    id: bytes
+    target: bytes
+    want: tuple[bytes, ...] | None = None
+    method = b"sample_infohashes"
+
+    def args(self) -> dict[bytes, Any]:
+        a: dict[bytes, Any] = {b"id": self.id, b"target": self.target}
+        if self.want is not None:
+            a[b"want"] = list(self.want)
+        return a
+
+
+QueryBody = Ping | FindNode | GetPeers | AnnouncePeer | Get | Put | SampleInfohashes
+
+# ------------------------------------------------------------------------- responses
+
+
+@dataclass(frozen=True, slots=True)
+class PingResponse:
+    id: bytes
+
+    def to_dict(self) -> dict[bytes, Any]:
+        return {b"id": self.id}
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceResponse(PingResponse):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PutResponse(PingResponse):
+    pass
+
+
+def _node_values(
+    r: dict[bytes, Any], nodes: tuple[NodeInfo, ...] | None, nodes6: tuple[NodeInfo, ...] | None
+) -> None:
+    if nodes is not None:
+        r[b"nodes"] = encode_nodes(nodes)
+    if nodes6 is not None:
+        r[b"nodes6"] = encode_nodes(nodes6)
+
+
+@dataclass(frozen=True, slots=True)
+class FindNodeResponse:
+    id: bytes
+    nodes: tuple[NodeInfo, ...] | None = None
+    nodes6: tuple[NodeInfo, ...] | None = None
+
+    def to_dict(self) -> dict[bytes, Any]:
+        r: dict[bytes, Any] = {b"id": self.id}
+        _node_values(r, self.nodes, self.nodes6)
+        return r
+
+
+@dataclass(frozen=True, slots=True)
+class GetPeersResponse:
+    id: bytes
+    token: bytes | None = None
+    values: tuple[Addr, ...] | None = None
+    nodes: tuple[NodeInfo, ...] | None = None
+    nodes6: tuple[NodeInfo, ...] | None = None
+    bf_seeds: bytes | None = None
+    bf_peers: bytes | None = None
+
+    @property
+    def peers(self) -> tuple[Addr, ...]:
+        return self.values or ()
+
+    def to_dict(self) -> dict[bytes, Any]:
+        r: dict[bytes, Any] = {b"id": self.id}
+        if self.token is not None:
+            r[b"token"] = self.token
+        if self.values is not None:
+            r[b"values"] = [encode_peer(p) for p in self.values]
+        _node_values(r, self.nodes, self.nodes6)
+        if self.bf_seeds is not None:
+            r[b"BFsd"] = self.bf_seeds
+        if self.bf_peers is not None:
+            r[b"BFpe"] = self.bf_peers
+        return r
+
+
+@dataclass(frozen=True, slots=True)
+class GetResponse:
+    """BEP 44 get reply; ``v`` is the exact bencoded value when an item is present."""
+
+    id: bytes
+    token: bytes | None = None
+    nodes: tuple[NodeInfo, ...] | None = None
+    nodes6: tuple[NodeInfo, ...] | None = None
+    v: bytes | None = None
+    k: bytes | None = None
+    seq: int | None = None
+    sig: bytes | None = None
+
+    def to_dict(self) -> dict[bytes, Any]:
+        r: dict[bytes, Any] = {b"id": self.id}
+        if self.token is not None:
+            r[b"token"] = self.token
+        _node_values(r, self.nodes, self.nodes6)
+        if self.v is not None:
+            r[b"v"] = bdecode(self.v)
+        if self.k is not None:
+            r[b"k"] = self.k
+        if self.seq is not None:
+            r[b"seq"] = self.seq
+        if self.sig is not None:
+            r[b"sig"] = self.sig
+        return r
+
+
+@dataclass(frozen=True, slots=True)
+class SampleInfohashesResponse:
+    id: bytes
+    interval: int
+    num: int
+    samples: tuple[bytes, ...] = ()
+    nodes: tuple[NodeInfo, ...] | None = None
+    nodes6: tuple[NodeInfo, ...] | None = None
+
+    def to_dict(self) -> dict[bytes, Any]:
+        r: dict[bytes, Any] = {
+            b"id": self.id,
+            b"interval": self.interval,
+            b"num": self.num,
+            b"samples": b"".join(self.samples),
+        }
+        _node_values(r, self.nodes, self.nodes6)
+        return r
+
+
+ResponseBody = (
+    PingResponse | FindNodeResponse | GetPeersResponse | GetResponse | SampleInfohashesResponse
+)
+
+# -------------------------------------------------------------------------- envelopes
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    t: bytes
+    body: QueryBody
+    version: bytes | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A reply whose ``r`` dict is parsed later by :func:`decode_response`."""
+
+    t: bytes
+    r: dict[bytes, Any] = field(repr=False)
+    version: bytes | None = None
+    ip: Addr | None = None
+
+    @property
+    def sender_id(self) -> bytes:
+        sid: bytes = self.r[b"id"]
+        return sid
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    t: bytes
+    code: int
+    message: bytes
+    version: bytes | None = None
+    ip: Addr | None = None
+
+
+Message = Query | Response | Error
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def _envelope(t: bytes, y: bytes, version: bytes | None) -> dict[bytes, Any]:
+    d: dict[bytes, Any] = {b"t": t, b"y": y}
+    if version is not None:
+        d[b"v"] = version
+    return d
+
+
+def encode_query(
+    t: bytes, body: QueryBody, *, version: bytes | None = None, read_only: bool = False
+) -> bytes:
+    d = _envelope(t, b"q", version)
+    d[b"q"] = body.method
+    d[b"a"] = body.args()
+    if read_only:
+        d[b"ro"] = 1  # BEP 43: top level, on every query a read-only node sends
+    return bencode(d)
+
+
+def encode_response(
+    t: bytes, body: ResponseBody, *, version: bytes | None = None, ip: Addr | None = None
+) -> bytes:
+    d = _envelope(t, b"r", version)
+    d[b"r"] = body.to_dict()
+    if ip is not None:
+        d[b"ip"] = encode_peer(ip)  # BEP 42: the requester's address as we saw it
+    return bencode(d)
+
+
+def encode_error(
+    t: bytes,
+    code: int,
+    message: str | bytes,
+    *,
+    version: bytes | None = None,
+    ip: Addr | None = None,
+) -> bytes:
+    d = _envelope(t, b"e", version)
+    d[b"e"] = [code, message.encode() if isinstance(message, str) else message]
+    if ip is not None:
+        d[b"ip"] = encode_peer(ip)
+    return bencode(d)
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _opt_ip(d: dict[bytes, Any]) -> Addr | None:
+    raw = d.get(b"ip")
+    if isinstance(raw, bytes) and len(raw) in (6, 18):
+        try:
+            return decode_peer(raw)
+        except DecodeError:
+            return None
+    return None
+
+
+def _opt_version(d: dict[bytes, Any]) -> bytes | None:
+    v = d.get(b"v")
+    return v if isinstance(v, bytes) else None
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one datagram. Raises only :class:`MalformedMessage`."""
+    try:
+        d = bdecode(data)
+    except DecodeError as exc:
+        raise MalformedMessage(str(exc)) from None
+    if not isinstance(d, dict):
+        raise MalformedMessage("top level is not a dict")
+    t = d.get(b"t")
+    y = d.get(b"y")
+    if not isinstance(t, bytes):
+        raise MalformedMessage("missing or invalid 't'")
+    if y == b"q":
+        return _decode_query(d, t)
+    if y == b"r":
+        r = d.get(b"r")
+        if not isinstance(r, dict):
+            raise MalformedMessage("response without 'r' dict", t=t)
+        sid = r.get(b"id")
+        if not isinstance(sid, bytes) or len(sid) != 20:
+            raise MalformedMessage("response without a 20-byte 'id'", t=t)
+        return Response(t, r, _opt_version(d), _opt_ip(d))
+    if y == b"e":
+        e = d.get(b"e")
+        if (
+            not isinstance(e, list)
+            or len(e) < 2
+            or not isinstance(e[0], int)
+            or not isinstance(e[1], bytes)
+        ):
+            raise MalformedMessage("error without [code, message]", t=t)
+        return Error(t, e[0], e[1], _opt_version(d), _opt_ip(d))
+    raise MalformedMessage("missing or unknown 'y'", t=t)
+
+
+class _Args:
+    """Typed access to a query's ``a`` dict; every failure is a 203 for this query."""
+
+    __slots__ = ("a", "t")
+
+    def __init__(self, a: dict[bytes, Any], t: bytes) -> None:
+        self.a = a
+        self.t = t
+
+    def fail(self, reason: str) -> MalformedMessage:
+        sid = self.a.get(b"id")
+        return MalformedMessage(
+            reason,
+            t=self.t,
+            is_query=True,
+            sender_id=sid if isinstance(sid, bytes) and len(sid) == 20 else None,
+        )
+
+    def id20(self, key: bytes) -> bytes:
+        v = self.a.get(key)
+        if v is None:
+            raise self.fail(f"missing '{key.decode()}' key")
+        if not isinstance(v, bytes) or len(v) != 20:
+            raise self.fail(f"invalid value for '{key.decode()}'")
+        return v
+
+    def bytes_(self, key: bytes, *, max_len: int | None = None) -> bytes:
+        v = self.a.get(key)
+        if v is None:
+            raise self.fail(f"missing '{key.decode()}' key")
+        if not isinstance(v, bytes) or (max_len is not None and len(v) > max_len):
+            raise self.fail(f"invalid value for '{key.decode()}'")
+        return v
+
+    def opt_int(self, key: bytes) -> int | None:
+        v = self.a.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, int):
+            raise self.fail(f"invalid value for '{key.decode()}'")
+        return v
+
+    def flag(self, key: bytes) -> bool:
+        v = self.a.get(key)
+        return isinstance(v, int) and v != 0
+
+    def want(self) -> tuple[bytes, ...] | None:
+        v = self.a.get(b"want")
+        if v is None:
+            return None
+        if not isinstance(v, list):
+            raise self.fail("invalid value for 'want'")
+        # BEP 32: ignore any string other than n4/n6 (and any non-string)
+        return tuple(x for x in v if isinstance(x, bytes))
+
+
+def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
+    q = d.get(b"q")
+    ro = d.get(b"ro")
+    read_only = isinstance(ro, int) and ro != 0  # libtorrent: any non-zero ro
+    a = d.get(b"a")
+    if not isinstance(q, bytes):
+        raise MalformedMessage("missing 'q'", t=t, is_query=True)
+    if not isinstance(a, dict):
+        raise MalformedMessage("missing 'a' key", t=t, is_query=True)
+    args = _Args(a, t)
+    sid = args.id20(b"id")
+    body: QueryBody
+    if q == b"ping":
+        body = Ping(sid)
+    elif q == b"find_node":
+        body = FindNode(sid, args.id20(b"target"), args.want())
+    elif q == b"get_peers":
+        body = GetPeers(
+            sid, args.id20(b"info_hash"), args.want(), args.flag(b"noseed"), args.flag(b"scrape")
+        )
+    elif q == b"announce_peer":
+        info_hash = args.id20(b"info_hash")
+        token = args.bytes_(b"token")
+        implied = args.flag(b"implied_port")
+        port = args.opt_int(b"port")
+        if port is None and not implied:
+            raise args.fail("missing 'port' key")
+        if not implied and not (port is not None and 0 < port < 65536):
+            raise args.fail("invalid port")
+        seed = args.opt_int(b"seed")
+        body = AnnouncePeer(
+            sid,
+            info_hash,
+            port if port is not None else 0,
+            token,
+            implied,
+            None if seed is None else seed != 0,
+        )
+    elif q == b"get":
+        seq = args.opt_int(b"seq")
+        body = Get(sid, args.id20(b"target"), seq, args.want())
+    elif q == b"put":
+        body = _decode_put(args, sid)
+    elif q == b"sample_infohashes":
+        body = SampleInfohashes(sid, args.id20(b"target"), args.want())
+    else:
+        raise MalformedMessage(
+            f"method unknown: {q[:32]!r}",
+            t=t,
+            is_query=True,
+            code=KRPCError.METHOD_UNKNOWN,
+            sender_id=sid,
+        )
+    return Query(t, body, _opt_version(d), read_only)
+
+
+def _decode_put(args: _Args, sid: bytes) -> Put:
+    token = args.bytes_(b"token")
+    if b"v" not in args.a:
+        raise args.fail("missing 'v' key")
+    v = bencode(args.a[b"v"])  # canonical re-encoding == received bytes (strict decoder)
+    k = args.a.get(b"k")
+    if k is None:
+        return Put(sid, token, v)
+    if not isinstance(k, bytes) or len(k) != 32:
+        raise args.fail("invalid value for 'k'")
+    sig = args.a.get(b"sig")
+    if not isinstance(sig, bytes) or len(sig) != 64:
+        raise args.fail("invalid value for 'sig'")
+    seq = args.opt_int(b"seq")
+    if seq is None:
+        raise args.fail("missing 'seq' key")
+    salt = args.a.get(b"salt", b"")
+    if not isinstance(salt, bytes):
+        raise args.fail("invalid value for 'salt'")
+    return Put(sid, token, v, k, seq, sig, salt, args.opt_int(b"cas"))
+
+
+# -------------------------------------------------------------------- response parsing
+
+
+def _nodes(r: dict[bytes, Any], key: bytes, ipv6: bool) -> tuple[NodeInfo, ...] | None:
+    raw = r.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, bytes):
+        raise DecodeError(f"'{key.decode()}' is not a string")
+    size = 38 if ipv6 else 26
+    # Be lenient with a trailing fragment (spec §2.3 allows dropping it).
+    return tuple(decode_nodes(raw[: len(raw) - len(raw) % size], ipv6))
+
+
+def _opt_bytes(r: dict[bytes, Any], key: bytes) -> bytes | None:
+    v = r.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, bytes):
+        raise DecodeError(f"'{key.decode()}' is not a string")
+    return v
+
+
+def decode_response(method: bytes, msg: Response) -> ResponseBody:
+    """Parse ``msg.r`` as the reply to ``method``. Raises :class:`DecodeError`."""
+    r = msg.r
+    sid = msg.sender_id
+    try:
+        if method == b"ping":
+            return PingResponse(sid)
+        if method == b"announce_peer":
+            return AnnounceResponse(sid)
+        if method == b"put":
+            return PutResponse(sid)
+        nodes = _nodes(r, b"nodes", False)
+        nodes6 = _nodes(r, b"nodes6", True)
+        if method == b"find_node":
+            return FindNodeResponse(sid, nodes, nodes6)
+        if method == b"get_peers":
+            values = r.get(b"values")
+            peers = tuple(decode_peers(values)) if isinstance(values, list) else None
+            return GetPeersResponse(
+                sid,
+                _opt_bytes(r, b"token"),
+                peers,
+                nodes,
+                nodes6,
+                _opt_bytes(r, b"BFsd"),
+                _opt_bytes(r, b"BFpe"),
+            )
+        if method == b"get":
+            seq = r.get(b"seq")
+            if seq is not None and not isinstance(seq, int):
+                raise DecodeError("'seq' is not an int")
+            return GetResponse(
+                sid,
+                _opt_bytes(r, b"token"),
+                nodes,
+                nodes6,
+                bencode(r[b"v"]) if b"v" in r else None,
+                _opt_bytes(r, b"k"),
+                seq,
+                _opt_bytes(r, b"sig"),
+            )
+        if method == b"sample_infohashes":
+            samples = r.get(b"samples", b"")
+            interval = r.get(b"interval", 0)
+            num = r.get(b"num", 0)
+            if (
+                not isinstance(samples, bytes)
+                or not isinstance(interval, int)
+                or not isinstance(num, int)
+            ):
+                raise DecodeError("invalid sample_infohashes reply")
+            samples = samples[: len(samples) - len(samples) % 20]
+            return SampleInfohashesResponse(
+                sid,
+                interval,
+                num,
+                tuple(samples[i : i + 20] for i in range(0, len(samples), 20)),
+                nodes,
+                nodes6,
+            )
+    except DecodeError:
+        raise
+    except Exception as exc:  # hostile input: never let anything else escape
+        raise DecodeError(f"invalid {method.decode()} reply: {exc}") from None
+    raise DecodeError(f"unknown method {method!r}")

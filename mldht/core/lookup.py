@@ -1,0 +1,435 @@
+"""Iterative Kademlia lookups as a pure state machine (BEP 5 §2.7, informative).
+
+A :class:`Lookup` knows nothing about message types: it is the shared engine under
+``find_node``, ``get_peers``, BEP 44 ``get`` / ``put`` and announces. The caller drives it::
+
+    lookup = Lookup(target, own_id=my_id)
+    lookup.add_candidates(routing_table.closest(target, 8))
+    while not lookup.done:
+        for node in lookup.next_queries(now):
+            send the query to node            # later: on_response / on_failure
+        wait until a reply, a hard timeout or lookup.next_deadline()
+        lookup.handle_timer(now)
+
+Following the8472/mldht, three concerns are kept apart:
+
+* the *candidates*: unqueried nodes ordered by XOR distance to the target, each address
+  queried at most once, bounded in number;
+* the *closest set*: the nodes that answered, ordered by distance; its k-th entry is the
+  bar every other node must beat to matter;
+* the decision "send another query?": at most ``alpha`` queries are *active*. A query that
+  outlives ``soft_timeout`` becomes *stalled*: it frees its slot so a slow or dead node
+  cannot hold the lookup up, yet its late reply still counts. Only the caller's hard
+  timeout (:meth:`Lookup.on_failure`) ends a stalled query.
+
+Bootstrap routers (BEP 5 asks that they be used only as first contacts) are added with
+:meth:`Lookup.add_router`: they are queried only when no real candidate is left, their
+replies feed the candidates, and they never enter the closest set.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..errors import InvalidArgument
+from .compact import Addr, NodeInfo
+from .ids import ID_LEN
+
+__all__ = ["Lookup", "Responded"]
+
+
+@dataclass(frozen=True, slots=True)
+class Responded:
+    """A node that answered the lookup's query.
+
+    ``token`` is the write token it gave (``get_peers`` / ``get``), ``payload`` whatever
+    the caller attached to the answer (peers, a BEP 44 item, ...), ``rtt`` the seconds
+    between sending the query and receiving the answer.
+    """
+
+    node: NodeInfo
+    token: bytes | None
+    payload: object
+    rtt: float
+
+
+class _State(enum.Enum):
+    CANDIDATE = enum.auto()
+    ACTIVE = enum.auto()
+    STALLED = enum.auto()
+    RESPONDED = enum.auto()
+    FAILED = enum.auto()
+
+
+class _Entry:
+    """What the lookup knows about one address."""
+
+    __slots__ = ("deadline", "dist", "node", "sent_at", "source", "state")
+
+    def __init__(self, node: NodeInfo, dist: int | None, source: NodeInfo | None) -> None:
+        self.node = node
+        self.dist = dist  # None for a router: its id is unknown until it answers
+        self.source = source
+        self.state = _State.CANDIDATE
+        self.sent_at = 0.0
+        self.deadline = 0.0
+
+
+_ROUTER_ID = b""
+
+
+class Lookup:
+    """An iterative lookup towards ``target``: which nodes to query next, and when to stop.
+
+    ``k`` is the size of the closest set (BEP 5: 8), ``alpha`` the number of queries
+    active at once, ``soft_timeout`` the seconds after which a query stops occupying a
+    slot, ``max_candidates`` the bound on unqueried candidates kept (the closest win),
+    ``own_id`` our node id, never queried.
+    """
+
+    def __init__(
+        self,
+        target: bytes,
+        *,
+        k: int = 8,
+        alpha: int = 4,
+        soft_timeout: float = 1.0,
+        max_candidates: int = 200,
+        own_id: bytes | None = None,
+    ) -> None:
+        if len(target) != ID_LEN:
+            raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
+        if k < 1:
+            raise InvalidArgument(f"k must be at least 1, got {k}")
+        if alpha < 1:
+            raise InvalidArgument(f"alpha must be at least 1, got {alpha}")
+        if not soft_timeout > 0:
+            raise InvalidArgument(f"soft_timeout must be positive, got {soft_timeout}")
+        if max_candidates < k:
+            raise InvalidArgument(f"max_candidates ({max_candidates}) must be at least k ({k})")
+        self.target = target
+        self.k = k
+        self.alpha = alpha
+        self.soft_timeout = soft_timeout
+        self.max_candidates = max_candidates
+        self.own_id = own_id
+        self._target_int = int.from_bytes(target, "big")
+
+        self._by_addr: dict[Addr, _Entry] = {}
+        self._addr_of_id: dict[bytes, Addr] = {}
+        # Unqueried candidates: sorted distances, and the entry for each distance. Ids are
+        # unique, so distances to one target are unique too (XOR is a bijection).
+        self._cand_dists: list[int] = []
+        self._cand: dict[int, _Entry] = {}
+        self._routers: list[_Entry] = []  # unqueried routers, in the order given
+        # Queries in flight, by address; routers included.
+        self._active: dict[Addr, _Entry] = {}
+        self._stalled: dict[Addr, _Entry] = {}
+        # Sorted distances of in-flight non-router queries (active, and all in flight).
+        self._active_dists: list[int] = []
+        self._inflight_dists: list[int] = []
+        # The closest set: sorted distances of responded nodes and their answers.
+        self._resp_dists: list[int] = []
+        self._resp: dict[int, Responded] = {}
+
+        self._queried = 0
+        self._responded = 0
+        self._failed = 0
+
+    # ----------------------------------------------------------------- feeding nodes
+
+    def add_candidates(self, nodes: Iterable[NodeInfo], source: NodeInfo | None = None) -> None:
+        """Offer nodes to query, e.g. the routing table's closest or a reply's ``nodes``.
+
+        A node is ignored when its id is not 20 bytes, is ``own_id``, or when its address
+        or its id is already known to this lookup (each address is queried at most once,
+        and an id seen at one address is not chased to another). Nodes that cannot beat
+        the current closest set are dropped, and only the ``max_candidates`` closest
+        unqueried candidates are kept. ``source`` is the node whose reply listed them
+        (``None`` for the routing table); it is kept with each candidate for diagnostics.
+        """
+        bar = self._bar()
+        for node in nodes:
+            if len(node.id) != ID_LEN or node.id == self.own_id:
+                continue
+            if node.addr[1] <= 0 or node.addr[1] > 65535:
+                continue
+            if node.id in self._addr_of_id:
+                continue
+            dist = self._target_int ^ int.from_bytes(node.id, "big")
+            if bar is not None and dist > bar:
+                continue
+            known = self._by_addr.get(node.addr)
+            if known is not None:
+                if known.dist is not None or known.state is not _State.CANDIDATE:
+                    continue
+                # An unqueried router address turns out to be a node with a known id:
+                # query it as a real candidate instead.
+                self._routers.remove(known)
+            entry = _Entry(node, dist, source)
+            self._by_addr[node.addr] = entry
+            self._addr_of_id[node.id] = node.addr
+            bisect.insort(self._cand_dists, dist)
+            self._cand[dist] = entry
+        self._trim_candidates()
+
+    def add_router(self, addr: Addr) -> None:
+        """Offer a bootstrap router (its id unknown): queried only as a last resort.
+
+        A router is queried only when no real candidate is left to query and fewer than
+        ``k`` real nodes have answered or are being asked; its answer feeds the
+        candidates, but it never joins the closest set (BEP 5: routers are first contacts
+        only, never routing-table entries).
+        """
+        if addr in self._by_addr:
+            return
+        entry = _Entry(NodeInfo(_ROUTER_ID, addr), None, None)
+        self._by_addr[addr] = entry
+        self._routers.append(entry)
+
+    # --------------------------------------------------------------- sending queries
+
+    def next_queries(self, now: float) -> list[NodeInfo]:
+        """The nodes to query now, closest first; each is marked in flight until
+        ``now + soft_timeout`` (its soft deadline).
+
+        Queries past their soft deadline are first moved to stalled (as by
+        :meth:`handle_timer`). At most ``alpha`` queries are active at once, and a
+        candidate is chosen only if fewer than ``k`` answered or active nodes are closer
+        to the target than it is, i.e. if it could still enter the closest set.
+        """
+        self.handle_timer(now)
+        if self.done:
+            return []
+        slots = self.alpha - len(self._active)
+        chosen: list[_Entry] = []
+        for dist in self._cand_dists:
+            if len(chosen) >= slots:
+                break
+            # Chosen candidates are closer than ``dist`` and about to be active.
+            closer = (
+                bisect.bisect_left(self._resp_dists, dist)
+                + bisect.bisect_left(self._active_dists, dist)
+                + len(chosen)
+            )
+            if closer >= self.k:
+                break  # the count only grows with distance: nothing further can help
+            chosen.append(self._cand[dist])
+        for entry in chosen:
+            assert entry.dist is not None
+            del self._cand[entry.dist]
+        if chosen:
+            del self._cand_dists[: len(chosen)]
+        # Routers only when no candidate is left and the real nodes answered or being
+        # asked cannot fill the closest set by themselves (BEP 5 §2.7: first contacts).
+        while (
+            len(chosen) < slots
+            and self._routers
+            and not self._cand_dists
+            and len(self._resp_dists) + len(self._active_dists) + self._real(chosen) < self.k
+        ):
+            chosen.append(self._routers.pop(0))
+        for entry in chosen:
+            self._send(entry, now)
+        return [entry.node for entry in chosen]
+
+    def next_deadline(self) -> float | None:
+        """The earliest soft deadline of the active queries, or ``None`` if none is active."""
+        if not self._active:
+            return None
+        return min(entry.deadline for entry in self._active.values())
+
+    def handle_timer(self, now: float) -> None:
+        """Move active queries whose soft deadline has passed to stalled, freeing slots."""
+        expired = [e for e in self._active.values() if e.deadline <= now]
+        for entry in expired:
+            del self._active[entry.node.addr]
+            if entry.dist is not None:
+                _remove_sorted(self._active_dists, entry.dist)
+            entry.state = _State.STALLED
+            self._stalled[entry.node.addr] = entry
+
+    # ---------------------------------------------------------------- reply handling
+
+    def on_response(
+        self,
+        node: NodeInfo,
+        now: float,
+        nodes: Iterable[NodeInfo] = (),
+        token: bytes | None = None,
+        payload: object = None,
+    ) -> None:
+        """``node`` answered (late answers to stalled queries count too).
+
+        It joins the closest set with its ``token`` and ``payload``, and the ``nodes`` it
+        returned become candidates. An answer from an address not in flight is ignored.
+        An answer whose id differs from the id the node was queried under is counted as
+        a failure: the node does not join the closest set (an id cannot be trusted to
+        place itself near the target), though the nodes it returned are still used.
+        A router's answer feeds the candidates only.
+        """
+        entry = self._finish(node.addr)
+        if entry is None:
+            return
+        if entry.dist is None:
+            # A router: now its id is known, do not chase it at another address.
+            entry.state = _State.RESPONDED
+            self._responded += 1
+            if len(node.id) == ID_LEN:
+                self._addr_of_id.setdefault(node.id, node.addr)
+        elif node.id != entry.node.id:
+            entry.state = _State.FAILED
+            self._failed += 1
+        else:
+            entry.state = _State.RESPONDED
+            self._responded += 1
+            bisect.insort(self._resp_dists, entry.dist)
+            self._resp[entry.dist] = Responded(entry.node, token, payload, now - entry.sent_at)
+            self._prune_candidates()
+        self.add_candidates(nodes, source=entry.node)
+
+    def on_failure(self, node: NodeInfo, now: float) -> None:
+        """The query to ``node`` failed for good: hard timeout or an error reply."""
+        entry = self._finish(node.addr)
+        if entry is None:
+            return
+        entry.state = _State.FAILED
+        self._failed += 1
+
+    # ------------------------------------------------------------------------ state
+
+    @property
+    def done(self) -> bool:
+        """Whether the lookup has finished.
+
+        True when at least ``k`` nodes answered and no candidate or in-flight query
+        (active or stalled) is closer to the target than the k-th closest answer, i.e.
+        the k closest known non-failed nodes have all answered; or when no candidate nor
+        router is left to query and nothing is in flight. In-flight routers are not
+        waited for once the closest set is complete: they can never join it.
+        """
+        if len(self._resp_dists) >= self.k:
+            bar = self._resp_dists[self.k - 1]
+            cand_closer = bool(self._cand_dists) and self._cand_dists[0] < bar
+            inflight_closer = bool(self._inflight_dists) and self._inflight_dists[0] < bar
+            if not cand_closer and not inflight_closer:
+                return True
+        return not (self._cand_dists or self._routers or self._active or self._stalled)
+
+    def closest(self, n: int | None = None) -> list[Responded]:
+        """The answers of the ``n`` closest responded nodes (default ``k``), closest first.
+
+        Routers are never among them. For announces and ``put``, the caller keeps those
+        that returned a token (BEP 5 §2.7 step 3).
+        """
+        count = self.k if n is None else n
+        return [self._resp[d] for d in self._resp_dists[:count]]
+
+    def all_responded(self) -> list[Responded]:
+        """Every answer received from a real node, closest first."""
+        return [self._resp[d] for d in self._resp_dists]
+
+    def is_router(self, addr: Addr) -> bool:
+        """Whether ``addr`` was added with :meth:`add_router` (never a routing-table entry)."""
+        entry = self._by_addr.get(addr)
+        return entry is not None and entry.dist is None
+
+    @property
+    def queried_count(self) -> int:
+        """Queries sent so far (routers included)."""
+        return self._queried
+
+    @property
+    def responded_count(self) -> int:
+        """Queries answered so far (routers included; answers with a wrong id excluded)."""
+        return self._responded
+
+    @property
+    def failed_count(self) -> int:
+        """Queries failed so far (hard timeouts, error replies, answers with a wrong id)."""
+        return self._failed
+
+    @property
+    def active_count(self) -> int:
+        """Queries in flight and younger than their soft deadline (at most ``alpha``)."""
+        return len(self._active)
+
+    @property
+    def stalled_count(self) -> int:
+        """Queries in flight past their soft deadline."""
+        return len(self._stalled)
+
+    @property
+    def candidate_count(self) -> int:
+        """Unqueried candidates kept (routers excluded)."""
+        return len(self._cand_dists)
+
+    # --------------------------------------------------------------------- helpers
+
+    def _bar(self) -> int | None:
+        """Distance of the k-th closest answer: nothing farther can ever matter again."""
+        if len(self._resp_dists) >= self.k:
+            return self._resp_dists[self.k - 1]
+        return None
+
+    @staticmethod
+    def _real(entries: list[_Entry]) -> int:
+        return sum(1 for e in entries if e.dist is not None)
+
+    def _send(self, entry: _Entry, now: float) -> None:
+        entry.state = _State.ACTIVE
+        entry.sent_at = now
+        entry.deadline = now + self.soft_timeout
+        self._active[entry.node.addr] = entry
+        if entry.dist is not None:
+            bisect.insort(self._active_dists, entry.dist)
+            bisect.insort(self._inflight_dists, entry.dist)
+        self._queried += 1
+
+    def _finish(self, addr: Addr) -> _Entry | None:
+        """Take the query to ``addr`` out of flight; ``None`` if none is in flight."""
+        entry = self._active.pop(addr, None)
+        if entry is not None:
+            if entry.dist is not None:
+                _remove_sorted(self._active_dists, entry.dist)
+        else:
+            entry = self._stalled.pop(addr, None)
+            if entry is None:
+                return None
+        if entry.dist is not None:
+            _remove_sorted(self._inflight_dists, entry.dist)
+        return entry
+
+    def _forget(self, dist: int) -> None:
+        entry = self._cand.pop(dist)
+        del self._by_addr[entry.node.addr]
+        del self._addr_of_id[entry.node.id]
+
+    def _trim_candidates(self) -> None:
+        # Bounded memory: keep only the closest max_candidates. A dropped node is
+        # forgotten, so it may be offered again later (it was never queried).
+        excess = len(self._cand_dists) - self.max_candidates
+        if excess > 0:
+            for dist in self._cand_dists[-excess:]:
+                self._forget(dist)
+            del self._cand_dists[-excess:]
+
+    def _prune_candidates(self) -> None:
+        # Answers only ever join the closest set, so the k-th distance only shrinks: a
+        # candidate beyond it can never matter again.
+        bar = self._bar()
+        if bar is None:
+            return
+        keep = bisect.bisect_right(self._cand_dists, bar)
+        for dist in self._cand_dists[keep:]:
+            self._forget(dist)
+        del self._cand_dists[keep:]
+
+
+def _remove_sorted(values: list[int], value: int) -> None:
+    i = bisect.bisect_left(values, value)
+    if i < len(values) and values[i] == value:
+        del values[i]

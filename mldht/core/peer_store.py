@@ -1,0 +1,563 @@
+"""Announced peers (BEP 5), scrape filters (BEP 33) and info-hash samples (BEP 51).
+
+Storage layout (memory matters: a public node may hold a million peers). Per info-hash
+and address family the peers live in one ``bytearray`` of fixed-size records::
+
+    IPv4: ip (4) | port (2, big-endian) | stamp (4)     = 10 bytes
+    IPv6: ip (16) | port (2, big-endian) | stamp (4)    = 22 bytes
+
+``stamp = expiry << 1 | seed``, where ``expiry`` is a whole second on the store's own
+clock (seconds since the first ``now`` it saw). The first bytes of a record are the
+compact peer itself, so a ``values`` entry is a slice. Records are kept sorted by
+expiry: the TTL is constant and the store's clock never goes backwards, so a new or
+refreshed record is appended, and expired records always form a prefix that is cut in
+one step. There is one record per IP (BEP 33): a repeat announce moves it to the end
+with the new port, seed flag and expiry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DecodeError, InvalidArgument
+from .ids import ID_LEN
+
+if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
+    import random
+
+    from .compact import Addr
+
+__all__ = [
+    "BLOOM_BITS",
+    "BLOOM_BYTES",
+    "DEFAULT_PEER_TTL",
+    "DEFAULT_VALUES_BUDGET",
+    "PeerStore",
+    "bloom_estimate",
+    "bloom_insert",
+    "bloom_union",
+    "scrape_bloom",
+]
+
+DEFAULT_PEER_TTL = 1800.0
+"""30 minutes: BEP 5 leaves it open; a re-announce refreshes it."""
+
+DEFAULT_VALUES_BUDGET = 400
+"""Bytes of bencoded ``values`` entries in one reply: 50 IPv4 peers (8 bytes each as
+``6:...``) or 19 IPv6 peers (21 bytes each), which leaves room for the id, the token,
+8 nodes and the envelope within the 1024-byte datagram limit (BEP 32)."""
+
+_REC4 = 10
+_REC6 = 22
+_STAMP_MAX = (1 << 31) - 1
+
+
+# ---------------------------------------------------------------------------------------
+# BEP 33 bloom filters
+
+
+BLOOM_BYTES = 256
+BLOOM_BITS = 8 * BLOOM_BYTES
+_BLOOM_K = 2
+
+
+def _ip_bytes(ip: str | bytes) -> bytes:
+    if isinstance(ip, bytes):
+        if len(ip) not in (4, 16):
+            raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(ip)}")
+        return ip
+    try:
+        return ipaddress.ip_address(ip).packed
+    except ValueError:
+        raise InvalidArgument(f"not an IP address: {ip!r}") from None
+
+
+def bloom_insert(bloom: bytearray, ip: str | bytes) -> None:
+    """Add an IP (text or 4/16 packed bytes; never a port) to a 256-byte BEP 33 filter."""
+    h = hashlib.sha1(_ip_bytes(ip)).digest()
+    # BEP 33: the two indices are bytes 0-1 and 2-3 read little-endian; bits LSB-first.
+    i1 = (h[0] | h[1] << 8) % BLOOM_BITS
+    i2 = (h[2] | h[3] << 8) % BLOOM_BITS
+    bloom[i1 >> 3] |= 1 << (i1 & 7)
+    bloom[i2 >> 3] |= 1 << (i2 & 7)
+
+
+def scrape_bloom(ips: Iterable[str | bytes | Addr]) -> bytes:
+    """The BEP 33 filter (256 bytes) of a set of IPs; an (ip, port) pair counts its IP."""
+    bloom = bytearray(BLOOM_BYTES)
+    for ip in ips:
+        bloom_insert(bloom, ip[0] if isinstance(ip, tuple) else ip)
+    return bytes(bloom)
+
+
+def bloom_union(blooms: Iterable[bytes]) -> bytes:
+    """OR filters together (BEP 33: how filters from several nodes combine)."""
+    acc = 0
+    for b in blooms:
+        if len(b) != BLOOM_BYTES:
+            raise DecodeError(f"BEP 33 filter must be {BLOOM_BYTES} bytes, got {len(b)}")
+        acc |= int.from_bytes(b, "big")
+    return acc.to_bytes(BLOOM_BYTES, "big")
+
+
+def bloom_estimate(bloom: bytes) -> float:
+    """Estimated number of distinct IPs in a BEP 33 filter.
+
+    An all-zero filter gives 0.0 (the BEP formula would give 0.5); a full one gives
+    ``math.inf``, meaning saturated (beyond about 8000). A filter that is not 256 bytes
+    raises :class:`DecodeError` (filters come from the network).
+    """
+    if len(bloom) != BLOOM_BYTES:
+        raise DecodeError(f"BEP 33 filter must be {BLOOM_BYTES} bytes, got {len(bloom)}")
+    zeros = BLOOM_BITS - int.from_bytes(bloom, "big").bit_count()
+    if zeros == BLOOM_BITS:
+        return 0.0
+    if zeros == 0:
+        return math.inf
+    return math.log(zeros / BLOOM_BITS) / (_BLOOM_K * math.log(1 - 1 / BLOOM_BITS))
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers on record arrays
+
+
+def _pack_ip(ip: str) -> bytes:
+    """4 or 16 bytes; an IPv4-mapped IPv6 address (dual-stack socket) is stored as IPv4."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidArgument(f"not an IP address: {ip!r}") from None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.packed
+    return addr.packed
+
+
+def _ip_text(raw: bytes | bytearray) -> str:
+    if len(raw) == 4:
+        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    return str(ipaddress.IPv6Address(bytes(raw)))
+
+
+def _stamp_at(arr: bytearray, index: int, size: int) -> int:
+    off = index * size + size - 4
+    return int.from_bytes(arr[off : off + 4], "big")
+
+
+def _find_ip(arr: bytearray, ip: bytes, size: int) -> int:
+    """Byte offset of the record whose IP is ``ip``, or -1."""
+    pos = arr.find(ip)
+    while pos >= 0:
+        if pos % size == 0:
+            return pos
+        # An unaligned hit (inside another record): resume at the next record start.
+        pos = arr.find(ip, (pos // size + 1) * size)
+    return -1
+
+
+def _first_live(arr: bytearray, size: int, now_rel: float) -> int:
+    """Index of the first record whose expiry is after ``now_rel`` (records are sorted)."""
+    lo, hi = 0, len(arr) // size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _stamp_at(arr, mid, size) >> 1 > now_rel:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _insert_sorted(arr: bytearray, rec: bytes, size: int) -> None:
+    stamp = int.from_bytes(rec[-4:], "big") >> 1
+    n = len(arr) // size
+    if not n or _stamp_at(arr, n - 1, size) >> 1 <= stamp:
+        arr += rec
+        return
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _stamp_at(arr, mid, size) >> 1 <= stamp:
+            lo = mid + 1
+        else:
+            hi = mid
+    arr[lo * size : lo * size] = rec
+
+
+class PeerStore:
+    """Peers announced to this node, per info-hash, with expiry and size limits.
+
+    * one entry per IP per info-hash (BEP 33); a re-announce updates port and seed flag
+      and refreshes the expiry (``peer_ttl``);
+    * at most ``max_infohashes`` info-hashes and ``max_peers_per_infohash`` peers each
+      (both families together). When full, :meth:`announce` refuses new entries and
+      :meth:`can_accept` tells the ``get_peers`` handler to withhold the token, as
+      libtorrent does and as BEP 33 suggests, instead of growing or evicting;
+    * expiry is exact to the second (an entry never outlives its TTL) and lazy: expired
+      entries are never returned, and are dropped when their info-hash is touched or by
+      :meth:`expire`, which costs one check per stored info-hash.
+
+    All times are the caller's ``now`` (seconds); a ``now`` earlier than one already seen
+    is treated as that one. ``rng`` picks random subsets of peers.
+    """
+
+    __slots__ = (
+        "_by_family",
+        "_epoch",
+        "_last_reclaim",
+        "_last_rel",
+        "_n_infohashes",
+        "_n_peers",
+        "_rng",
+        "max_infohashes",
+        "max_peers_per_infohash",
+        "peer_ttl",
+    )
+
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        max_infohashes: int = 10_000,
+        max_peers_per_infohash: int = 1_000,
+        peer_ttl: float = DEFAULT_PEER_TTL,
+    ) -> None:
+        if max_infohashes < 1 or max_peers_per_infohash < 1:
+            raise InvalidArgument("store limits must be at least 1")
+        if not 1.0 <= peer_ttl < 2**29:
+            raise InvalidArgument(f"peer_ttl out of range: {peer_ttl}")
+        self._rng = rng
+        self.max_infohashes = max_infohashes
+        self.max_peers_per_infohash = max_peers_per_infohash
+        self.peer_ttl = float(peer_ttl)
+        # (IPv4 records, IPv6 records), each info-hash -> record array.
+        self._by_family: tuple[dict[bytes, bytearray], dict[bytes, bytearray]] = ({}, {})
+        self._epoch: float | None = None
+        self._last_rel = 0.0
+        self._last_reclaim = -math.inf
+        self._n_infohashes = 0
+        self._n_peers = 0
+
+    # -- clock and bookkeeping ------------------------------------------------------------
+
+    def _clock(self, now: float) -> float:
+        """``now`` on the store's clock: seconds since its epoch, never decreasing."""
+        if self._epoch is None:
+            self._epoch = float(math.floor(now))
+        rel = now - self._epoch
+        if rel < self._last_rel:
+            return self._last_rel
+        self._last_rel = rel
+        return rel
+
+    def _expiry(self, rel: float, ttl: float) -> int:
+        return min(math.floor(rel + ttl), _STAMP_MAX >> 1)
+
+    def _count(self, infohash: bytes) -> int:
+        a4 = self._by_family[0].get(infohash)
+        a6 = self._by_family[1].get(infohash)
+        return (len(a4) // _REC4 if a4 else 0) + (len(a6) // _REC6 if a6 else 0)
+
+    def _trim(self, fam: int, infohash: bytes, arr: bytearray, rel: float) -> bool:
+        """Drop the expired prefix of one array; False when nothing is left (and removed)."""
+        size = _REC4 if fam == 0 else _REC6
+        if _stamp_at(arr, 0, size) >> 1 > rel:
+            return True
+        cut = _first_live(arr, size, rel)
+        self._n_peers -= cut
+        if cut * size < len(arr):
+            del arr[: cut * size]
+            return True
+        del self._by_family[fam][infohash]
+        if infohash not in self._by_family[1 - fam]:
+            self._n_infohashes -= 1
+        return False
+
+    def _live(self, infohash: bytes, rel: float) -> list[tuple[bytearray, int]]:
+        """The non-empty, trimmed record arrays of an info-hash, with their record size."""
+        out = []
+        for fam in (0, 1):
+            arr = self._by_family[fam].get(infohash)
+            if arr is not None and self._trim(fam, infohash, arr, rel):
+                out.append((arr, _REC4 if fam == 0 else _REC6))
+        return out
+
+    def _put(
+        self, infohash: bytes, packed: bytes, port: int, seed: bool, expiry: int, rel: float
+    ) -> bool:
+        fam = 0 if len(packed) == 4 else 1
+        size = _REC4 if fam == 0 else _REC6
+        rec = packed + port.to_bytes(2, "big") + ((expiry << 1) | seed).to_bytes(4, "big")
+        table = self._by_family[fam]
+        arr = table.get(infohash)
+        if arr is not None and self._trim(fam, infohash, arr, rel):
+            pos = _find_ip(arr, packed, size)
+            if pos >= 0:  # BEP 33: one entry per IP; the repeat announce replaces it
+                del arr[pos : pos + size]
+                _insert_sorted(arr, rec, size)
+                return True
+            if self._count(infohash) >= self.max_peers_per_infohash:
+                return False
+            _insert_sorted(arr, rec, size)
+            self._n_peers += 1
+            return True
+        other = self._by_family[1 - fam].get(infohash)
+        if other is None or not self._trim(1 - fam, infohash, other, rel):
+            if not self._room_for_infohash(rel):
+                return False
+            self._n_infohashes += 1
+        elif self._count(infohash) >= self.max_peers_per_infohash:
+            return False
+        table[infohash] = bytearray(rec)
+        self._n_peers += 1
+        return True
+
+    def _room_for_infohash(self, rel: float) -> bool:
+        """Whether a new info-hash fits; at the cap, sweep expired ones first.
+
+        The sweep costs one check per info-hash, so it runs at most once per second of
+        store time: a flood of announces for new hashes cannot make every one pay it.
+        """
+        if self._n_infohashes < self.max_infohashes:
+            return True
+        if rel - self._last_reclaim >= 1.0:
+            self._last_reclaim = rel
+            self._expire(rel)
+        return self._n_infohashes < self.max_infohashes
+
+    def _expire(self, rel: float) -> int:
+        before = self._n_peers
+        for fam in (0, 1):
+            table = self._by_family[fam]
+            size = _REC4 if fam == 0 else _REC6
+            stale = [ih for ih, arr in table.items() if _stamp_at(arr, 0, size) >> 1 <= rel]
+            for ih in stale:
+                self._trim(fam, ih, table[ih], rel)
+        return before - self._n_peers
+
+    # -- public API -----------------------------------------------------------------------
+
+    def announce(self, infohash: bytes, addr: Addr, now: float, seed: bool = False) -> bool:
+        """Store ``addr`` as a peer of ``infohash`` until ``now + peer_ttl``.
+
+        Returns False, storing nothing, when the store or this info-hash is full; a
+        re-announce from an IP already stored always succeeds. Raises
+        :class:`InvalidArgument` for an info-hash that is not 20 bytes, an IP that is not
+        an address, or a port outside 1..65535 (a handler answers those with 203).
+        """
+        infohash = bytes(infohash)
+        if len(infohash) != ID_LEN:
+            raise InvalidArgument(f"info-hash must be {ID_LEN} bytes, got {len(infohash)}")
+        ip, port = addr
+        if not 0 < port < 65536:
+            raise InvalidArgument(f"port out of range: {port}")
+        packed = _pack_ip(ip)
+        rel = self._clock(now)
+        return self._put(infohash, packed, port, bool(seed), self._expiry(rel, self.peer_ttl), rel)
+
+    def can_accept(self, infohash: bytes, now: float | None = None) -> bool:
+        """Whether an announce of a *new* IP for ``infohash`` would be stored.
+
+        The ``get_peers`` handler withholds the token when this is False (BEP 33). With
+        ``now``, expired entries are dropped first.
+        """
+        infohash = bytes(infohash)
+        if now is not None:
+            rel = self._clock(now)
+            if self._live(infohash, rel):
+                return self._count(infohash) < self.max_peers_per_infohash
+            return self._room_for_infohash(rel)
+        if infohash in self._by_family[0] or infohash in self._by_family[1]:
+            return self._count(infohash) < self.max_peers_per_infohash
+        return self._n_infohashes < self.max_infohashes
+
+    def get_values(
+        self,
+        infohash: bytes,
+        now: float,
+        max_count: int = 50,
+        *,
+        noseed: bool = False,
+        rng: random.Random | None = None,
+        family: int | None = None,
+        max_bytes: int = DEFAULT_VALUES_BUDGET,
+    ) -> list[bytes]:
+        """Compact peers (6 or 18 bytes each) for a ``get_peers`` reply's ``values``.
+
+        A random subset (``rng``, else the store's) of at most ``max_count`` live peers,
+        whose bencoded size (``6:`` + 6 or ``18:`` + 18 bytes each) stays within
+        ``max_bytes``. ``family`` 4 or 6 restricts to one address family, as a reply
+        should (BEP 32: values of the query's family). ``noseed`` leaves seeds out
+        (BEP 33).
+        """
+        rel = self._clock(now)
+        pools = self._live(bytes(infohash), rel)
+        if family is not None:
+            if family not in (4, 6):
+                raise InvalidArgument(f"family must be 4, 6 or None, got {family}")
+            want = _REC4 if family == 4 else _REC6
+            pools = [p for p in pools if p[1] == want]
+        if max_count <= 0 or not pools:
+            return []
+        rng = rng or self._rng
+        # Candidate records as (array, byte offset, record size).
+        picks: list[tuple[bytearray, int, int]]
+        if noseed:
+            cands = [
+                (arr, off, size)
+                for arr, size in pools
+                for off in range(0, len(arr), size)
+                if not arr[off + size - 1] & 1
+            ]
+            picks = rng.sample(cands, min(max_count, len(cands)))
+        else:
+            n4 = len(pools[0][0]) // pools[0][1]
+            total = sum(len(arr) // size for arr, size in pools)
+            picks = []
+            for i in rng.sample(range(total), min(max_count, total)):
+                arr, size = pools[0] if i < n4 else pools[1]
+                j = i if i < n4 else i - n4
+                picks.append((arr, j * size, size))
+        out: list[bytes] = []
+        budget = max_bytes
+        for arr, off, size in picks:
+            cost = size - 4 + (2 if size == _REC4 else 3)
+            if cost <= budget:
+                budget -= cost
+                out.append(bytes(arr[off : off + size - 4]))
+        return out
+
+    def get_peers(
+        self,
+        infohash: bytes,
+        now: float,
+        max_count: int = 50,
+        *,
+        noseed: bool = False,
+        rng: random.Random | None = None,
+        family: int | None = None,
+        max_bytes: int = DEFAULT_VALUES_BUDGET,
+    ) -> list[Addr]:
+        """Like :meth:`get_values`, decoded to ``(ip, port)`` pairs."""
+        values = self.get_values(
+            infohash,
+            now,
+            max_count,
+            noseed=noseed,
+            rng=rng,
+            family=family,
+            max_bytes=max_bytes,
+        )
+        return [(_ip_text(v[:-2]), int.from_bytes(v[-2:], "big")) for v in values]
+
+    def counts(self, infohash: bytes, now: float) -> tuple[int, int]:
+        """(seeds, non-seeds) stored for ``infohash``."""
+        seeds = total = 0
+        for arr, size in self._live(bytes(infohash), self._clock(now)):
+            total += len(arr) // size
+            seeds += sum(arr[off] & 1 for off in range(size - 1, len(arr), size))
+        return seeds, total - seeds
+
+    def scrape(self, infohash: bytes, now: float) -> tuple[bytes, bytes] | None:
+        """BEP 33 ``(BFsd, BFpe)`` filters for ``infohash``; None when it is not stored."""
+        pools = self._live(bytes(infohash), self._clock(now))
+        if not pools:
+            return None
+        seeds = bytearray(BLOOM_BYTES)
+        peers = bytearray(BLOOM_BYTES)
+        for arr, size in pools:
+            for off in range(0, len(arr), size):
+                target = seeds if arr[off + size - 1] & 1 else peers
+                bloom_insert(target, bytes(arr[off : off + size - 6]))
+        return bytes(seeds), bytes(peers)
+
+    def expire(self, now: float) -> int:
+        """Drop every expired peer; returns how many. One check per stored info-hash.
+
+        Optional: expired peers are never returned anyway, and a full store sweeps
+        itself before refusing a new info-hash. Calling it now and then frees memory.
+        """
+        return self._expire(self._clock(now))
+
+    def __len__(self) -> int:
+        """Number of info-hashes stored (expired ones count until dropped)."""
+        return self._n_infohashes
+
+    def __contains__(self, infohash: object) -> bool:
+        return infohash in self._by_family[0] or infohash in self._by_family[1]
+
+    def peer_count(self) -> int:
+        """Number of peers stored, all info-hashes (expired ones count until dropped)."""
+        return self._n_peers
+
+    def infohashes(self) -> list[bytes]:
+        """Every stored info-hash, once."""
+        v4, v6 = self._by_family
+        return list(v4) + [ih for ih in v6 if ih not in v4]
+
+    def sample(self, rng: random.Random, n: int = 20) -> list[bytes]:
+        """Up to ``n`` distinct stored info-hashes chosen at random (BEP 51 ``samples``).
+
+        Costs O(number of info-hashes): the BEP 51 handler should reuse a sample until
+        its ``interval`` elapses, as the BEP allows.
+        """
+        keys = list(self._by_family[0]) if not self._by_family[1] else self.infohashes()
+        return rng.sample(keys, min(max(n, 0), len(keys)))
+
+    def dump(self, now: float) -> list[list[Any]]:
+        """JSON-able snapshot: ``[infohash hex, ip, port, seed, seconds left]`` per peer."""
+        rel = self._clock(now)
+        out: list[list[Any]] = []
+        for fam in (0, 1):
+            size = _REC4 if fam == 0 else _REC6
+            for ih, arr in self._by_family[fam].items():
+                hx = ih.hex()
+                for off in range(0, len(arr), size):
+                    stamp = int.from_bytes(arr[off + size - 4 : off + size], "big")
+                    left = (stamp >> 1) - rel
+                    if left > 0:
+                        out.append(
+                            [
+                                hx,
+                                _ip_text(arr[off : off + size - 6]),
+                                int.from_bytes(arr[off + size - 6 : off + size - 4], "big"),
+                                bool(stamp & 1),
+                                left,
+                            ]
+                        )
+        return out
+
+    snapshot = dump
+
+    def load(self, entries: Iterable[Sequence[Any]], now: float) -> int:
+        """Restore peers saved by :meth:`dump`; returns how many were stored.
+
+        Malformed or expired entries are skipped, the time left is capped at
+        ``peer_ttl``, and the size limits apply as for :meth:`announce`.
+        """
+        rel = self._clock(now)
+        stored = 0
+        for entry in entries:
+            try:
+                hx, ip, port, seed, left = entry
+                infohash = bytes.fromhex(hx)
+                packed = _pack_ip(ip) if isinstance(ip, str) else b""
+                ok = (
+                    len(infohash) == ID_LEN
+                    and bool(packed)
+                    and type(port) is int
+                    and 0 < port < 65536
+                    and isinstance(seed, bool | int)
+                    and isinstance(left, int | float)
+                    and left > 0
+                )
+            except (ValueError, TypeError, InvalidArgument):
+                continue
+            if not ok:
+                continue
+            expiry = self._expiry(rel, min(float(left), self.peer_ttl))
+            if expiry > rel and self._put(infohash, packed, port, bool(seed), expiry, rel):
+                stored += 1
+        return stored

@@ -1,0 +1,404 @@
+"""Peer store (BEP 5 announces, BEP 33 scrape filters, BEP 51 samples)."""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import json
+import math
+import random
+import tracemalloc
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mldht.core.compact import decode_peer, encode_peer
+from mldht.core.peer_store import (
+    BLOOM_BYTES,
+    PeerStore,
+    bloom_estimate,
+    bloom_insert,
+    bloom_union,
+    scrape_bloom,
+)
+from mldht.errors import DecodeError, InvalidArgument
+
+IH = bytes(range(20))
+IH2 = bytes(range(1, 21))
+
+
+def store(**kw: Any) -> PeerStore:
+    return PeerStore(random.Random(1), **kw)
+
+
+# -- BEP 33 bloom filter ------------------------------------------------------------------
+
+BEP33_FILTER = bytes.fromhex(
+    """
+    F6C3F5EA A07FFD91 BDE89F77 7F26FB2B FF37BDB8 FB2BBAA2 FD3DDDE7 BACFFF75 EE7CCBAE
+    FE5EEDB1 FBFAFF67 F6ABFF5E 43DDBCA3 FD9B9FFD F4FFD3E9 DFF12D1B DF59DB53 DBE9FA5B
+    7FF3B8FD FCDE1AFB 8BEDD7BE 2F3EE71E BBBFE93B CDEEFE14 8246C2BC 5DBFF7E7 EFDCF24F
+    D8DC7ADF FD8FFFDF DDFFF7A4 BBEEDF5C B95CE81F C7FCFF1F F4FFFFDF E5F7FDCB B7FD79B3
+    FA1FC77B FE07FFF9 05B7B7FF C7FEFEFF E0B8370B B0CD3F5B 7F2BD93F EB4386CF DD6F7FD5
+    BFAF2E9E BFFFFEEC D67ADBF7 C67F17EF D5D75EBA 6FFEBA7F FF47A91E B1BFBB53 E8ABFB57
+    62ABE8FF 237279BF EFBFEEF5 FFC5FEBF DFE5ADFF ADFEE1FB 737FFFFB FD9F6AEF FEEE76B6
+    FD8F72EF
+    """.replace(" ", "").replace("\n", "")
+)
+
+
+def _bep33_ips() -> list[str]:
+    v4 = [str(ipaddress.IPv4Address("192.0.2.0") + i) for i in range(256)]
+    v6 = [str(ipaddress.IPv6Address("2001:db8::") + i) for i in range(0x3E8)]
+    return v4 + v6
+
+
+def test_bep33_test_vector() -> None:
+    ips = _bep33_ips()
+    assert len(ips) == 1256
+    bloom = scrape_bloom(ips)
+    assert len(bloom) == BLOOM_BYTES == len(BEP33_FILTER)
+    assert bloom == BEP33_FILTER
+    assert BLOOM_BYTES * 8 - int.from_bytes(bloom, "big").bit_count() == 619
+    assert round(bloom_estimate(bloom), 4) == 1224.9308
+
+
+def test_bep33_vector_through_the_store() -> None:
+    ps = store(max_peers_per_infohash=2000)
+    for i, ip in enumerate(_bep33_ips()):
+        assert ps.announce(IH, (ip, 1000 + i), 0.0, seed=bool(i % 2))
+    seeds, peers = ps.scrape(IH, 1.0) or (b"", b"")
+    assert bloom_union([seeds, peers]) == BEP33_FILTER
+    assert ps.counts(IH, 1.0) == (628, 628)
+    assert ps.scrape(IH2, 1.0) is None
+
+
+def test_bloom_insert_ignores_port_and_accepts_packed() -> None:
+    a = bytearray(BLOOM_BYTES)
+    bloom_insert(a, "192.0.2.1")
+    assert bytes(a) == scrape_bloom([("192.0.2.1", 6881)])
+    assert bytes(a) == scrape_bloom([bytes([192, 0, 2, 1])])
+    assert sum(bin(b).count("1") for b in a) in (1, 2)
+    with pytest.raises(InvalidArgument):
+        bloom_insert(a, "nope")
+
+
+def test_bloom_estimate_edges() -> None:
+    assert bloom_estimate(bytes(BLOOM_BYTES)) == 0.0
+    assert bloom_estimate(b"\xff" * BLOOM_BYTES) == math.inf
+    one = scrape_bloom(["198.51.100.1"])
+    assert 0.5 < bloom_estimate(one) < 1.5
+    with pytest.raises(DecodeError):
+        bloom_estimate(bytes(255))
+    with pytest.raises(DecodeError):
+        bloom_union([bytes(BLOOM_BYTES), bytes(3)])
+
+
+def test_bloom_estimate_tracks_size() -> None:
+    rng = random.Random(4)
+    for n in (10, 100, 1000, 4000):
+        ips = {str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(n)}
+        est = bloom_estimate(scrape_bloom(ips))
+        assert abs(est - len(ips)) < 0.1 * len(ips) + 3
+
+
+# -- announce / get_peers -----------------------------------------------------------------
+
+
+def test_announce_and_get() -> None:
+    ps = store()
+    assert ps.announce(IH, ("198.51.100.1", 6881), 0.0)
+    assert ps.announce(IH, ("2001:db8::1", 51413), 0.0, seed=True)
+    got = ps.get_peers(IH, 1.0)
+    assert sorted(got) == [("198.51.100.1", 6881), ("2001:db8::1", 51413)]
+    assert ps.get_peers(IH2, 1.0) == []
+    assert len(ps) == 1 and ps.peer_count() == 2
+    assert IH in ps and IH2 not in ps
+
+
+def test_values_are_compact_and_family_filtered() -> None:
+    ps = store()
+    ps.announce(IH, ("198.51.100.1", 6881), 0.0)
+    ps.announce(IH, ("2001:db8::1", 51413), 0.0)
+    assert ps.get_values(IH, 0.0, family=4) == [encode_peer(("198.51.100.1", 6881))]
+    assert ps.get_values(IH, 0.0, family=6) == [encode_peer(("2001:db8::1", 51413))]
+    assert [decode_peer(v) for v in ps.get_values(IH, 0.0, family=4)] == [("198.51.100.1", 6881)]
+    with pytest.raises(InvalidArgument):
+        ps.get_values(IH, 0.0, family=5)
+
+
+def test_one_entry_per_ip_updates_port_and_seed() -> None:
+    ps = store()
+    ps.announce(IH, ("198.51.100.1", 1111), 0.0)
+    ps.announce(IH, ("198.51.100.1", 2222), 5.0, seed=True)
+    assert ps.get_peers(IH, 6.0) == [("198.51.100.1", 2222)]
+    assert ps.peer_count() == 1
+    assert ps.counts(IH, 6.0) == (1, 0)
+    assert ps.get_peers(IH, 6.0, noseed=True) == []
+    ps.announce(IH, ("::ffff:198.51.100.1", 3333), 7.0)  # dual-stack form: same IP
+    assert ps.get_peers(IH, 8.0) == [("198.51.100.1", 3333)]
+    assert ps.counts(IH, 8.0) == (0, 1)
+
+
+def test_expiry_and_refresh() -> None:
+    ps = store(peer_ttl=1800.0)
+    ps.announce(IH, ("198.51.100.1", 1), 0.0)
+    ps.announce(IH, ("198.51.100.2", 2), 100.0)
+    assert len(ps.get_peers(IH, 1799.9)) == 2
+    assert ps.get_peers(IH, 1800.0) == [("198.51.100.2", 2)]
+    ps.announce(IH, ("198.51.100.2", 2), 1500.0)  # refresh
+    assert ps.get_peers(IH, 3299.0) == [("198.51.100.2", 2)]
+    assert ps.get_peers(IH, 3300.0) == []
+    assert len(ps) == 0 and ps.peer_count() == 0
+
+
+def test_expire_sweeps_everything_due() -> None:
+    ps = store(peer_ttl=100.0)
+    for i in range(50):
+        ih = i.to_bytes(20, "big")
+        for j in range(10):
+            ps.announce(ih, (f"198.51.{i}.{j}", 1000 + j), float(i))
+    assert len(ps) == 50 and ps.peer_count() == 500
+    assert ps.expire(50.0) == 0
+    assert ps.expire(110.0) == 110  # info-hashes 0..10 were announced at t <= 10
+    assert len(ps) == 39 and ps.peer_count() == 390
+    assert ps.expire(1000.0) == 390
+    assert len(ps) == 0 and ps.infohashes() == []
+
+
+def test_clock_going_backwards_is_clamped() -> None:
+    ps = store(peer_ttl=100.0)
+    ps.announce(IH, ("198.51.100.1", 1), 50.0)
+    ps.announce(IH, ("198.51.100.2", 2), 10.0)  # earlier now: treated as 50
+    assert len(ps.get_peers(IH, 149.0)) == 2
+    assert ps.get_peers(IH, 150.0) == []
+
+
+def test_limits_and_can_accept() -> None:
+    ps = store(max_infohashes=2, max_peers_per_infohash=3, peer_ttl=100.0)
+    assert ps.can_accept(IH)
+    for i in range(3):
+        assert ps.announce(IH, (f"198.51.100.{i}", 1), 0.0)
+    assert not ps.can_accept(IH)
+    assert not ps.announce(IH, ("198.51.100.9", 1), 0.0)
+    assert not ps.announce(IH, ("2001:db8::9", 1), 0.0)  # the cap covers both families
+    assert ps.announce(IH, ("198.51.100.0", 2), 1.0)  # a re-announce always succeeds
+    assert ps.peer_count() == 3
+    assert ps.announce(IH2, ("2001:db8::1", 1), 0.0)
+    assert not ps.can_accept(b"\x07" * 20)
+    assert not ps.announce(b"\x07" * 20, ("198.51.100.1", 1), 0.0)
+    assert len(ps) == 2
+    # Once entries expire there is room again.
+    assert ps.can_accept(IH, now=101.0)
+    assert ps.can_accept(b"\x07" * 20, now=101.0)
+    assert ps.announce(b"\x07" * 20, ("198.51.100.1", 1), 102.0)
+
+
+def test_announce_rejects_bad_arguments() -> None:
+    ps = store()
+    with pytest.raises(InvalidArgument):
+        ps.announce(b"short", ("198.51.100.1", 1), 0.0)
+    with pytest.raises(InvalidArgument):
+        ps.announce(IH, ("198.51.100.1", 0), 0.0)
+    with pytest.raises(InvalidArgument):
+        ps.announce(IH, ("198.51.100.1", 65536), 0.0)
+    with pytest.raises(InvalidArgument):
+        ps.announce(IH, ("not-an-ip", 1), 0.0)
+    assert len(ps) == 0
+
+
+def test_unaligned_ip_match_is_not_mistaken() -> None:
+    # Records are ip | port | stamp. "1.10.0.0" (01 0a 00 00) occurs at offset 3 of the
+    # first record (ip ends in 01, port 0a00, stamp starts 00): a naive find() would
+    # take it for a record and the refresh would corrupt the array.
+    ps = store()
+    ps.announce(IH, ("10.0.0.1", 0x0A00), 0.0)  # record: 0a000001 0a00 <stamp>
+    ps.announce(IH, ("1.10.0.0", 7), 0.0)  # its bytes 01 0a 00 00 occur at offset 3
+    ps.announce(IH, ("1.10.0.0", 8), 0.0)
+    assert sorted(ps.get_peers(IH, 0.0)) == [("1.10.0.0", 8), ("10.0.0.1", 0x0A00)]
+
+
+def test_random_subset_and_byte_budget() -> None:
+    ps = store(max_peers_per_infohash=1000)
+    for i in range(300):
+        ps.announce(IH, (str(ipaddress.IPv4Address("203.0.113.0") + i * 7), 1), 0.0)
+    a = ps.get_values(IH, 0.0, rng=random.Random(1))
+    b = ps.get_values(IH, 0.0, rng=random.Random(2))
+    assert len(a) == len(b) == 50
+    assert len(set(a)) == 50 and set(a) != set(b)
+    assert len(ps.get_values(IH, 0.0, 10)) == 10
+    assert len(ps.get_values(IH, 0.0, 1000, max_bytes=80)) == 10
+    assert ps.get_values(IH, 0.0, 0) == []
+    seen: set[bytes] = set()
+    rng = random.Random(3)
+    for _ in range(100):
+        seen.update(ps.get_values(IH, 0.0, rng=rng))
+    assert len(seen) > 250  # every peer gets its turn
+
+
+def test_ipv6_values_fit_the_budget() -> None:
+    ps = store()
+    for i in range(100):
+        ps.announce(IH, (f"2001:db8::{i + 1:x}", 1), 0.0)
+    vals = ps.get_values(IH, 0.0)
+    assert len(vals) == 19 and all(len(v) == 18 for v in vals)
+    assert sum(len(v) + 3 for v in vals) <= 400
+
+
+def test_noseed() -> None:
+    ps = store()
+    for i in range(40):
+        ps.announce(IH, (f"198.51.100.{i}", 1), 0.0, seed=i < 30)
+    assert len(ps.get_peers(IH, 0.0)) == 40
+    leechers = ps.get_peers(IH, 0.0, noseed=True)
+    assert sorted(leechers) == sorted((f"198.51.100.{i}", 1) for i in range(30, 40))
+    assert len(ps.get_peers(IH, 0.0, 5, noseed=True)) == 5
+    assert ps.counts(IH, 0.0) == (30, 10)
+
+
+def test_sample_infohashes() -> None:
+    ps = store()
+    hashes = [random.Random(i).randbytes(20) for i in range(100)]
+    for i, ih in enumerate(hashes):
+        ps.announce(ih, ("198.51.100.1" if i % 2 else "2001:db8::1", 1), 0.0)
+    assert sorted(ps.infohashes()) == sorted(hashes)
+    s = ps.sample(random.Random(9))
+    assert len(s) == 20 and len(set(s)) == 20 and set(s) <= set(hashes)
+    assert ps.sample(random.Random(9)) == s  # deterministic for a seeded rng
+    assert sorted(ps.sample(random.Random(9), 500)) == sorted(hashes)
+    assert store().sample(random.Random(1)) == []
+    # An info-hash with peers of both families is listed and sampled once.
+    ps.announce(hashes[0], ("198.51.100.1", 1), 0.0)
+    assert len(ps.infohashes()) == 100 and len(ps) == 100
+
+
+# -- persistence --------------------------------------------------------------------------
+
+
+def test_dump_load_round_trip() -> None:
+    ps = store(peer_ttl=1800.0)
+    ps.announce(IH, ("198.51.100.1", 1), 0.0, seed=True)
+    ps.announce(IH, ("2001:db8::1", 2), 100.0)
+    ps.announce(IH2, ("198.51.100.2", 3), 200.0)
+    dump = json.loads(json.dumps(ps.dump(300.0)))
+    assert sorted(map(tuple, dump)) == [
+        (IH.hex(), "198.51.100.1", 1, True, 1500.0),
+        (IH.hex(), "2001:db8::1", 2, False, 1600.0),
+        (IH2.hex(), "198.51.100.2", 3, False, 1700.0),
+    ]
+    assert ps.snapshot(300.0) == ps.dump(300.0)
+    # A restart on a different clock: times are relative.
+    restored = store(peer_ttl=1800.0)
+    assert restored.load(dump, 5000.0) == 3
+    assert sorted(restored.get_peers(IH, 5000.0)) == [("198.51.100.1", 1), ("2001:db8::1", 2)]
+    assert restored.counts(IH, 5000.0) == (1, 1)
+    assert restored.get_peers(IH, 6500.0) == [("2001:db8::1", 2)]
+    assert restored.get_peers(IH2, 6699.0) == [("198.51.100.2", 3)]
+    assert restored.get_peers(IH2, 6700.0) == []
+
+
+def test_load_skips_garbage_and_caps_ttl() -> None:
+    ps = store(peer_ttl=100.0, max_peers_per_infohash=2)
+    entries: list[object] = [
+        [IH.hex(), "198.51.100.1", 1, False, 1e9],  # capped to the TTL
+        [IH.hex(), "198.51.100.2", 1, True, 0],  # expired
+        [IH.hex(), "198.51.100.3", 0, False, 10],  # bad port
+        ["zz", "198.51.100.4", 1, False, 10],  # bad hex
+        [IH.hex()[:-2], "198.51.100.5", 1, False, 10],  # short info-hash
+        [IH.hex(), "nope", 1, False, 10],  # bad IP
+        [IH.hex(), 5, 1, False, 10],  # IP not text
+        [IH.hex(), "198.51.100.6", "1", False, 10],  # port not int
+        [IH.hex(), "198.51.100.7", 1, False, float("nan")],
+        [IH.hex(), "198.51.100.8"],  # too short
+        "not a list at all",
+        [IH.hex(), "198.51.100.9", 1, False, 50],
+        [IH.hex(), "198.51.100.10", 1, False, 50],  # over the per-hash cap
+    ]
+    assert ps.load(entries, 0.0) == 2  # type: ignore[arg-type]
+    assert sorted(ps.get_peers(IH, 49.0)) == [("198.51.100.1", 1), ("198.51.100.9", 1)]
+    assert ps.get_peers(IH, 50.0) == [("198.51.100.1", 1)]
+    assert ps.get_peers(IH, 100.0) == []
+
+
+def test_load_merges_in_expiry_order() -> None:
+    ps = store(peer_ttl=100.0)
+    ps.announce(IH, ("198.51.100.1", 1), 0.0)  # expires at 100
+    ps.load([[IH.hex(), "198.51.100.2", 2, False, 30]], 0.0)  # expires at 30
+    ps.load([[IH.hex(), "198.51.100.3", 3, False, 60]], 0.0)  # expires at 60
+    assert len(ps.get_peers(IH, 29.0)) == 3
+    assert sorted(ps.get_peers(IH, 30.0)) == [("198.51.100.1", 1), ("198.51.100.3", 3)]
+    assert ps.get_peers(IH, 60.0) == [("198.51.100.1", 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # which info-hash
+            st.integers(0, 15),  # which IP
+            st.integers(1, 65535),
+            st.booleans(),
+            st.integers(0, 200).map(lambda q: q / 4),  # time step, exact in binary
+        ),
+        max_size=60,
+    )
+)
+def test_matches_a_simple_model(ops: list[tuple[int, int, int, bool, float]]) -> None:
+    ttl = 100.0
+    ps = PeerStore(random.Random(0), max_infohashes=3, max_peers_per_infohash=5, peer_ttl=ttl)
+    model: dict[int, dict[str, tuple[int, bool, float]]] = {}
+    now = 0.0
+    for ih_n, ip_n, port, seed, step in ops:
+        now += step
+        ih = bytes([ih_n]) * 20
+        ip = f"198.51.100.{ip_n}" if ip_n % 3 else f"2001:db8::{ip_n + 1:x}"
+        # Model: drop expired entries (expiry rounded down to a whole second).
+        for peers in model.values():
+            for k in [k for k, v in peers.items() if v[2] <= now]:
+                del peers[k]
+        for k in [k for k, v in model.items() if not v]:
+            del model[k]
+        peers = model.get(ih_n)
+        if peers is not None and ip in peers:
+            can = True
+        elif peers is not None:
+            can = len(peers) < 5
+        else:
+            can = len(model) < 3
+        ps.expire(now)
+        assert ps.announce(ih, (ip, port), now, seed) is can
+        if can:
+            model.setdefault(ih_n, {})[ip] = (port, seed, float(math.floor(now + ttl)))
+        for n in range(4):
+            want = sorted((i, p) for i, (p, _, _) in model.get(n, {}).items())
+            got = sorted(ps.get_peers(bytes([n]) * 20, now, 100, max_bytes=10_000))
+            assert got == [(str(ipaddress.ip_address(i)), p) for i, p in want]
+            seeds = sum(s for _, s, _ in model.get(n, {}).values())
+            assert ps.counts(bytes([n]) * 20, now) == (seeds, len(model.get(n, {})) - seeds)
+        assert len(ps) == len(model)
+        assert ps.peer_count() == sum(len(v) for v in model.values())
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n_hashes", "per_hash"), [(100, 1000), (2000, 50)])
+def test_memory_per_peer(n_hashes: int, per_hash: int) -> None:
+    rng = random.Random(5)
+    ips = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(per_hash)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ps = PeerStore(rng, max_infohashes=n_hashes, max_peers_per_infohash=per_hash)
+        for _ in range(n_hashes):
+            ih = rng.randbytes(20)  # the key is a real cost: allocate it while tracing
+            for j, ip in enumerate(ips):
+                ps.announce(ih, (ip, 1024 + j), 0.0)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert ps.peer_count() == n_hashes * per_hash
+    assert used / ps.peer_count() < 40

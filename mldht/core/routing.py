@@ -39,13 +39,13 @@ if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
 
 __all__ = [
-    "NodeState",
+    "NodeStatus",
     "RoutingEntry",
     "RoutingTable",
 ]
 
 
-class NodeState(enum.Enum):
+class NodeStatus(enum.Enum):
     """The three node states of BEP 5 §2.6."""
 
     GOOD = "good"
@@ -241,7 +241,7 @@ class RoutingTable:
         lo = ((self._own_int >> shift) ^ 1) << shift
         return lo, lo + (1 << shift)
 
-    def state(self, entry: RoutingEntry, now: float) -> NodeState:
+    def state(self, entry: RoutingEntry, now: float) -> NodeStatus:
         """The BEP 5 state of an entry at time ``now``.
 
         Bad: ``max_fails`` of our queries in a row unanswered. Good: answered us in the
@@ -251,14 +251,14 @@ class RoutingTable:
         (libtorrent likewise treats any failure count as unconfirmed).
         """
         if entry.fails >= self._max_fails:
-            return NodeState.BAD
+            return NodeStatus.BAD
         if entry.fails:
-            return NodeState.QUESTIONABLE
+            return NodeStatus.QUESTIONABLE
         if now - entry.last_seen < self._good_window:
-            return NodeState.GOOD
-        return NodeState.QUESTIONABLE
+            return NodeStatus.GOOD
+        return NodeStatus.QUESTIONABLE
 
-    def state_of(self, node_id: bytes, now: float) -> NodeState | None:
+    def state_of(self, node_id: bytes, now: float) -> NodeStatus | None:
         """The state of the live entry with this id, or None when there is none."""
         entry = self.get(node_id)
         return None if entry is None else self.state(entry, now)
@@ -269,7 +269,7 @@ class RoutingTable:
             entry.node
             for bucket in self._buckets
             for entry in bucket.live
-            if self.state(entry, now) is NodeState.GOOD
+            if self.state(entry, now) is NodeStatus.GOOD
         ]
 
     # ------------------------------------------------------------------ events
@@ -419,7 +419,7 @@ class RoutingTable:
         for bucket in dirty:
             if not bucket.cache or any(e.ping_pending for e in bucket.live):
                 continue
-            candidates = [e for e in bucket.live if self.state(e, now) is NodeState.QUESTIONABLE]
+            candidates = [e for e in bucket.live if self.state(e, now) is NodeStatus.QUESTIONABLE]
             if not candidates:
                 continue
             victim = min(candidates, key=lambda e: (-e.fails, e.last_seen))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mldht.core.compact import NodeInfo
 from mldht.core.ids import ID_BITS, id_from_int, id_to_int
-from mldht.core.routing import NodeState, RoutingTable
+from mldht.core.routing import NodeStatus, RoutingTable
 from mldht.errors import InvalidArgument
 
 WINDOW = 15 * 60.0
@@ -249,21 +249,21 @@ def test_states_follow_bep5_windows() -> None:
     table, nodes = make_table()
     node = nodes.random()
     table.node_responded(node, 100.0)
-    assert table.state_of(node.id, 100.0 + WINDOW - 1) is NodeState.GOOD
-    assert table.state_of(node.id, 100.0 + WINDOW) is NodeState.QUESTIONABLE
+    assert table.state_of(node.id, 100.0 + WINDOW - 1) is NodeStatus.GOOD
+    assert table.state_of(node.id, 100.0 + WINDOW) is NodeStatus.QUESTIONABLE
     # it answered us once, so a recent query from it makes it good again (BEP 5)
     assert table.node_queried(node, 2000.0) is False
-    assert table.state_of(node.id, 2000.0 + WINDOW - 1) is NodeState.GOOD
-    assert table.state_of(node.id, 2000.0 + WINDOW) is NodeState.QUESTIONABLE
+    assert table.state_of(node.id, 2000.0 + WINDOW - 1) is NodeStatus.GOOD
+    assert table.state_of(node.id, 2000.0 + WINDOW) is NodeStatus.QUESTIONABLE
     # one unanswered query: not confirmed any more; max_fails (2) in a row: bad
     table.node_failed(node, 2001.0)
-    assert table.state_of(node.id, 2001.0) is NodeState.QUESTIONABLE
+    assert table.state_of(node.id, 2001.0) is NodeStatus.QUESTIONABLE
     table.node_failed(node, 2002.0)
-    assert table.state_of(node.id, 2002.0) is NodeState.BAD
+    assert table.state_of(node.id, 2002.0) is NodeStatus.BAD
     assert table.good_nodes(2002.0) == []
     # an answer clears the failures
     table.node_responded(node, 2003.0)
-    assert table.state_of(node.id, 2003.0) is NodeState.GOOD
+    assert table.state_of(node.id, 2003.0) is NodeStatus.GOOD
     assert table.good_nodes(2003.0) == [node]
     assert table.state_of(nodes.random().id, 0.0) is None
 
@@ -272,12 +272,12 @@ def test_custom_state_constants() -> None:
     table, nodes = make_table(max_fails=3, good_window=60.0)
     node = nodes.random()
     table.node_responded(node, 0.0)
-    assert table.state_of(node.id, 60.0) is NodeState.QUESTIONABLE
+    assert table.state_of(node.id, 60.0) is NodeStatus.QUESTIONABLE
     for _ in range(2):
         table.node_failed(node, 1.0)
-    assert table.state_of(node.id, 1.0) is NodeState.QUESTIONABLE
+    assert table.state_of(node.id, 1.0) is NodeStatus.QUESTIONABLE
     table.node_failed(node, 1.0)
-    assert table.state_of(node.id, 1.0) is NodeState.BAD
+    assert table.state_of(node.id, 1.0) is NodeStatus.BAD
 
 
 def test_rtt_and_version_are_recorded() -> None:
@@ -334,7 +334,7 @@ def test_questionable_node_that_answers_stays_and_the_next_one_is_pinged() -> No
     assert table.nodes_to_ping(now) == [far[0]]
     table.node_responded(far[0], now + 1)
     assert far[0].id in table
-    assert table.state_of(far[0].id, now + 1) is NodeState.GOOD
+    assert table.state_of(far[0].id, now + 1) is NodeStatus.GOOD
     assert newcomer.id not in table and table.replacement_count() == 1
     # BEP 5: it answered, so move on to the next least recently seen questionable node
     assert table.nodes_to_ping(now + 1) == [far[1]]
@@ -379,7 +379,7 @@ def test_bad_node_without_replacement_stays_until_a_newcomer_takes_its_place() -
     for _ in range(2):
         table.node_failed(far[3], 20.0)
     assert far[3].id in table  # nothing to replace it with: kept, but bad
-    assert table.state_of(far[3].id, 20.0) is NodeState.BAD
+    assert table.state_of(far[3].id, 20.0) is NodeStatus.BAD
     assert far[3] not in table.closest(far[3].id, 50)
     newcomer = nodes.sharing(table.own_id, 0)
     table.node_responded(newcomer, 21.0)
@@ -633,7 +633,7 @@ def test_refresh_targets_are_random_and_seeded() -> None:
 
 
 def brute_force(table: RoutingTable, target: bytes, n: int, now: float) -> list[NodeInfo]:
-    usable = [node for node in table if table.state_of(node.id, now) is not NodeState.BAD]
+    usable = [node for node in table if table.state_of(node.id, now) is not NodeStatus.BAD]
     return sorted(usable, key=lambda node: id_to_int(node.id) ^ id_to_int(target))[:n]
 
 

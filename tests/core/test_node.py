@@ -1,0 +1,307 @@
+"""NodeState as a server: every query of the real-client corpus, handlers, hostile input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mldht.core import bep44, krpc
+from mldht.core.bencode import bdecode, bencode
+from mldht.core.compact import NodeInfo, decode_nodes
+from mldht.core.events import PingDone
+from mldht.core.node import NodeConfig, NodeState
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "krpc"
+if not CORPUS.exists():  # CI clones the repo with shared/ beside it
+    CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "krpc"
+
+ME = ("127.0.0.1", 6881)
+CLIENT = ("127.0.0.2", 7000)
+
+
+def _index() -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = json.loads((CORPUS / "index.json").read_text())["files"]
+    return files
+
+
+def make_node(**cfg: Any) -> NodeState:
+    return NodeState(b"\x11" * 20, random.Random(7), 0.0, NodeConfig(**cfg))
+
+
+def ask(node: NodeState, raw: bytes, addr: tuple[str, int] = CLIENT, now: float = 1.0) -> Any:
+    """Send one datagram; return the single decoded reply to ``addr`` (or None)."""
+    node.receive_datagram(raw, addr, now)
+    out = [bdecode(d) for d, a in node.datagrams_to_send() if a == addr]
+    replies = [m for m in out if m.get(b"y") in (b"r", b"e")]
+    assert len(replies) <= 1
+    return replies[0] if replies else None
+
+
+def q(method: bytes, a: dict[bytes, Any], t: bytes = b"tt") -> bytes:
+    return bencode({b"a": a, b"q": method, b"t": t, b"y": b"q"})
+
+
+def test_corpus_is_there() -> None:
+    assert len(_index()) == 175
+
+
+@pytest.mark.parametrize("entry", _index(), ids=lambda e: e["path"])
+def test_corpus_datagram_decodes(entry: dict[str, Any]) -> None:
+    raw = (CORPUS / entry["path"]).read_bytes()
+    msg = krpc.decode_message(raw)
+    assert {"q": krpc.Query, "r": krpc.Response, "e": krpc.Error}[entry["y"]] is type(msg)
+    if isinstance(msg, krpc.Response) and entry["method"] != "vote":
+        body = krpc.decode_response(entry["method"].encode(), msg)
+        if entry["method"] in ("find_node", "get_peers") and b"nodes" in msg.r:
+            assert body.nodes is not None  # type: ignore[union-attr]
+
+
+QUERIES = [e for e in _index() if e["y"] == "q"]
+
+
+@pytest.mark.parametrize("entry", QUERIES, ids=lambda e: e["path"])
+def test_corpus_query_gets_a_correct_answer(entry: dict[str, Any]) -> None:
+    raw = (CORPUS / entry["path"]).read_bytes()
+    query = bdecode(raw)
+    node = make_node()
+    # give the node some neighbours so find_node & co. have nodes to return
+    for i in range(20):
+        node.routing.node_responded(
+            NodeInfo(random.Random(i).randbytes(20), (f"127.0.1.{i + 1}", 6881)), 0.0
+        )
+    src = tuple(entry["from"].rsplit(":", 1))
+    addr = (str(src[0]), int(src[1]))
+    if query.get(b"ro"):
+        reply = ask(node, raw, addr)
+    else:
+        reply = ask(node, raw, addr)
+    assert reply is not None, "every query of a real client gets an answer"
+    assert reply[b"t"] == query[b"t"]
+    assert reply[b"v"] == b"MD\x00\x01"
+    method = query[b"q"]
+    a = query[b"a"]
+    if method in (b"announce_peer", b"put"):
+        # their tokens were issued by another node, to another node
+        assert reply[b"y"] == b"e" and reply[b"e"][0] == 203
+        return
+    assert reply[b"y"] == b"r"
+    r = reply[b"r"]
+    assert r[b"id"] == node.node_id
+    assert reply[b"ip"] == bytes(map(int, addr[0].split("."))) + addr[1].to_bytes(2, "big")
+    if method == b"find_node":
+        assert len(decode_nodes(r[b"nodes"])) == 8
+    elif method == b"get_peers":
+        assert len(r[b"token"]) >= 4 and len(decode_nodes(r[b"nodes"])) == 8
+        assert node.tokens.verify(r[b"token"], addr[0], a[b"info_hash"], 1.0)
+    elif method == b"get":
+        assert len(r[b"token"]) >= 4 and b"nodes" in r
+    elif method == b"sample_infohashes":
+        assert r[b"samples"] == b"" and r[b"num"] == 0 and r[b"interval"] == 21600
+        assert len(decode_nodes(r[b"nodes"])) == 8
+
+
+def test_announce_with_token_then_get_peers() -> None:
+    node = make_node()
+    ih = b"I" * 20
+    r = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}))
+    token = r[b"r"][b"token"]
+    assert b"values" not in r[b"r"]
+    ok = ask(node, q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": ih, b"port": 51413,
+                                        b"token": token}))
+    assert ok[b"y"] == b"r"
+    # implied_port: the UDP source port is stored, not the port argument
+    other = ("127.0.0.3", 7001)
+    t2 = ask(node, q(b"get_peers", {b"id": b"d" * 20, b"info_hash": ih}), other)[b"r"][b"token"]
+    ok2 = ask(node, q(b"announce_peer", {b"id": b"d" * 20, b"info_hash": ih, b"port": 1,
+                                         b"implied_port": 1, b"token": t2}), other)
+    assert ok2[b"y"] == b"r"
+    r = ask(node, q(b"get_peers", {b"id": b"e" * 20, b"info_hash": ih}), ("127.0.0.4", 1))
+    values = {bytes(v) for v in r[b"r"][b"values"]}
+    assert values == {bytes([127, 0, 0, 2]) + (51413).to_bytes(2, "big"),
+                      bytes([127, 0, 0, 3]) + (7001).to_bytes(2, "big")}
+
+
+def test_announce_bad_token_and_foreign_ip() -> None:
+    node = make_node()
+    ih = b"I" * 20
+    token = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}))[b"r"][b"token"]
+    a = {b"id": b"c" * 20, b"info_hash": ih, b"port": 1, b"token": token}
+    # token issued to CLIENT's IP, used from another IP
+    r = ask(node, q(b"announce_peer", a), ("127.0.0.9", 7000))
+    assert r[b"y"] == b"e" and r[b"e"][0] == 203
+    bad = {**a, b"token": b"nope"}
+    assert ask(node, q(b"announce_peer", bad))[b"e"][0] == 203
+    assert len(node.peer_store) == 0
+    # the same token for another infohash is refused too
+    other = {**a, b"info_hash": b"J" * 20}
+    assert ask(node, q(b"announce_peer", other))[b"e"][0] == 203
+
+
+def test_token_withheld_when_store_full() -> None:
+    node = make_node(max_infohashes=1)
+    t = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": b"A" * 20}))[b"r"][b"token"]
+    ask(node, q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": b"A" * 20, b"port": 9,
+                                   b"token": t}))
+    r = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": b"B" * 20}))
+    assert b"token" not in r[b"r"]
+
+
+def test_unknown_method_204_and_malformed_203() -> None:
+    node = make_node()
+    r = ask(node, q(b"vote", {b"id": b"c" * 20}))
+    assert r[b"e"][0] == 204 and r[b"t"] == b"tt"
+    r = ask(node, bencode({b"q": b"ping", b"t": b"xy", b"y": b"q"}))
+    assert r[b"e"][0] == 203 and r[b"t"] == b"xy"
+    # no readable t: silently dropped
+    assert ask(node, b"d1:y1:qe") is None
+    assert ask(node, b"garbage") is None
+
+
+def _mutable_put(kp: bep44.KeyPair, token: bytes, v: Any, seq: int, salt: bytes = b"",
+                 cas: int | None = None, sig: bytes | None = None) -> bytes:
+    vb = bencode(v)
+    a = {b"id": b"c" * 20, b"token": token, b"k": kp.public_key, b"seq": seq,
+         b"sig": sig or kp.sign_item(vb, seq, salt), b"v": v}
+    if salt:
+        a[b"salt"] = salt
+    if cas is not None:
+        a[b"cas"] = cas
+    return q(b"put", a)
+
+
+def test_bep44_server_paths() -> None:
+    node = make_node()
+    kp = bep44.KeyPair.from_seed(b"\x01" * 32)
+    salt = b"s"
+    target = bep44.mutable_target(kp.public_key, salt)
+    token = ask(node, q(b"get", {b"id": b"c" * 20, b"target": target}))[b"r"][b"token"]
+    assert ask(node, _mutable_put(kp, token, b"one", 1, salt))[b"y"] == b"r"
+    r = ask(node, q(b"get", {b"id": b"c" * 20, b"target": target}))[b"r"]
+    assert (r[b"v"], r[b"seq"], r[b"k"]) == (b"one", 1, kp.public_key)
+    assert bep44.verify(kp.public_key, r[b"sig"], bencode(r[b"v"]), r[b"seq"], salt)
+    # seq-only reply when the asker is up to date
+    r = ask(node, q(b"get", {b"id": b"c" * 20, b"target": target, b"seq": 1}))[b"r"]
+    assert r[b"seq"] == 1 and b"v" not in r and b"sig" not in r
+    codes = {
+        205: _mutable_put(kp, token, b"x" * 1000, 2, salt),
+        206: _mutable_put(kp, token, b"two", 2, salt, sig=b"\x00" * 64),
+        207: _mutable_put(kp, token, b"two", 2, b"s" * 65),
+        301: _mutable_put(kp, token, b"two", 2, salt, cas=5),
+        302: _mutable_put(kp, token, b"zero", 0, salt),
+        203: _mutable_put(kp, b"badtoken", b"two", 2, salt),
+    }
+    for code, raw in codes.items():
+        reply = ask(node, raw)
+        assert reply[b"y"] == b"e" and reply[b"e"][0] == code, code
+    r = ask(node, q(b"get", {b"id": b"c" * 20, b"target": target}))[b"r"]
+    assert (r[b"v"], r[b"seq"]) == (b"one", 1), "nothing stored on error"
+    assert ask(node, _mutable_put(kp, token, b"two", 2, salt, cas=1))[b"y"] == b"r"
+    # immutable
+    v = b"12:Hello World!"
+    imm = bep44.immutable_target(v)
+    assert imm.hex() == "e5f96f6f38320f0f33959cb4d3d656452117aadb"
+    tok = ask(node, q(b"get", {b"id": b"c" * 20, b"target": imm}))[b"r"][b"token"]
+    assert ask(node, q(b"put", {b"id": b"c" * 20, b"token": tok, b"v": b"Hello World!"}))[
+        b"y"
+    ] == b"r"
+    assert ask(node, q(b"get", {b"id": b"c" * 20, b"target": imm}))[b"r"][b"v"] == b"Hello World!"
+
+
+def test_read_only_node_answers_nothing_and_marks_queries() -> None:
+    node = make_node(read_only=True)
+    assert ask(node, q(b"ping", {b"id": b"c" * 20})) is None
+    node.ping(CLIENT, 1.0)
+    sent = node.datagrams_to_send()
+    assert sent and bdecode(sent[0][0])[b"ro"] == 1
+
+
+def test_ro_sender_never_enters_table() -> None:
+    node = make_node()
+    raw = bencode({b"a": {b"id": b"c" * 20}, b"q": b"ping", b"ro": 1, b"t": b"aa", b"y": b"q"})
+    assert ask(node, raw)[b"y"] == b"r"
+    assert len(node.routing) == 0
+    # and no ping was sent to it to try to insert it
+    assert node.datagrams_to_send() == []
+
+
+def test_querier_is_pinged_and_inserted_only_when_it_answers() -> None:
+    node = make_node()
+    node.receive_datagram(q(b"ping", {b"id": b"c" * 20}), CLIENT, 1.0)
+    out = [bdecode(d) for d, _ in node.datagrams_to_send()]
+    pings = [m for m in out if m[b"y"] == b"q"]
+    assert len(pings) == 1 and len(node.routing) == 0
+    reply = bencode({b"r": {b"id": b"c" * 20}, b"t": pings[0][b"t"], b"y": b"r"})
+    node.receive_datagram(reply, CLIENT, 1.5)
+    assert len(node.routing) == 1
+
+
+def test_response_from_wrong_address_is_dropped_and_counted() -> None:
+    node = make_node()
+    op = node.ping(CLIENT, 1.0)
+    t = bdecode(node.datagrams_to_send()[0][0])[b"t"]
+    reply = bencode({b"r": {b"id": b"c" * 20}, b"t": t, b"y": b"r"})
+    node.receive_datagram(reply, ("127.0.0.66", 7000), 1.1)
+    assert node.next_event() is None
+    assert node.snapshot(1.1)["stats"]["spoofed"] == 1
+    node.receive_datagram(reply, CLIENT, 1.2)
+    assert node.next_event() == PingDone(op, CLIENT, b"c" * 20, None)
+
+
+def test_ping_timeout_event() -> None:
+    node = make_node(query_timeout=2.0)
+    op = node.ping(CLIENT, 0.0)
+    deadline = node.next_deadline()
+    assert deadline is not None and deadline <= 2.0
+    node.handle_timer(2.0)
+    assert node.next_event() == PingDone(op, CLIENT, None)
+
+
+def test_rate_limit_per_ip() -> None:
+    node = make_node(rate_limit=10.0)
+    answered = sum(
+        ask(node, q(b"ping", {b"id": b"c" * 20}, t=i.to_bytes(2, "big")), now=5.0) is not None
+        for i in range(100)
+    )
+    assert answered == 20  # burst of 2 s worth
+    assert ask(node, q(b"ping", {b"id": b"c" * 20}), ("127.0.0.5", 1), now=5.0) is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_never_raises_out_of_receive(raw: bytes) -> None:
+    node = make_node()
+    node.receive_datagram(raw, CLIENT, 1.0)
+    for data, _ in node.datagrams_to_send():
+        msg = bdecode(data)
+        assert msg[b"y"] == b"e"
+
+
+hostile_values = st.recursive(
+    st.binary(max_size=30) | st.integers(-(2**80), 2**80),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.binary(max_size=12), c, max_size=5),
+    max_leaves=12,
+)
+arg_keys = st.sampled_from(
+    [b"id", b"target", b"info_hash", b"port", b"token", b"implied_port", b"want", b"v", b"k",
+     b"seq", b"sig", b"salt", b"cas", b"noseed", b"scrape"]
+)
+methods = st.sampled_from(
+    [b"ping", b"find_node", b"get_peers", b"announce_peer", b"get", b"put",
+     b"sample_infohashes", b"vote"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(methods, st.dictionaries(arg_keys, hostile_values | st.binary(min_size=20, max_size=20)))
+def test_wrong_types_get_203_or_an_answer(method: bytes, a: dict[bytes, Any]) -> None:
+    node = make_node()
+    reply = ask(node, q(method, a))
+    assert reply is not None and reply[b"t"] == b"tt"
+    if reply[b"y"] == b"e":
+        assert reply[b"e"][0] in (203, 204, 205, 206, 207, 301, 302)

@@ -11,7 +11,8 @@ import ipaddress
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgument
+from ..errors import DecodeError, InvalidArgument
+from .compact import ip_to_bytes
 from .ids import ID_LEN
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
@@ -64,6 +65,11 @@ _MASK_V6 = bytes.fromhex("0103070f1f3f7fff")
 
 def _packed(ip: str) -> bytes:
     """4 or 16 packed bytes; an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    if ":" not in ip:
+        try:
+            return ip_to_bytes(ip)
+        except DecodeError:
+            raise ValueError(f"not an IP address: {ip!r}") from None
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped.packed
@@ -135,18 +141,8 @@ def is_valid_node_id(node_id: bytes, ip: str, *, honor_exemptions: bool = True) 
     )
 
 
-# BEP 42 lists the first five; libtorrent also exempts 100.64/10 (carrier-grade NAT).
-_EXEMPT_V4 = tuple(
-    ipaddress.IPv4Network(n)
-    for n in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "169.254.0.0/16",
-        "127.0.0.0/8",
-        "100.64.0.0/10",
-    )
-)
+# IPv4 (checked by octets in _is_exempt_packed): BEP 42 lists 10/8, 172.16/12,
+# 192.168/16, 169.254/16 and 127/8; libtorrent also exempts 100.64/10 (carrier-grade NAT).
 _EXEMPT_V6 = tuple(
     ipaddress.IPv6Network(n)
     for n in (
@@ -160,8 +156,14 @@ _EXEMPT_V6 = tuple(
 
 def _is_exempt_packed(raw: bytes) -> bool:
     if len(raw) == 4:
-        a4 = ipaddress.IPv4Address(raw)
-        return any(a4 in net for net in _EXEMPT_V4)
+        a, b = raw[0], raw[1]
+        return (
+            a in (10, 127)
+            or (a == 172 and 16 <= b <= 31)
+            or (a == 192 and b == 168)
+            or (a == 169 and b == 254)
+            or (a == 100 and 64 <= b <= 127)
+        )
     # Link- and site-local multicast: scope nibble 2 or 5 of ffXS::, as libtorrent does.
     if raw[0] == 0xFF and raw[1] & 0x0F in (0x02, 0x05):
         return True

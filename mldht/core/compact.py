@@ -41,6 +41,14 @@ def is_ipv6(ip: str) -> bool:
 
 def ip_to_bytes(ip: str) -> bytes:
     """Packed form of an IP address (4 or 16 bytes)."""
+    if ":" not in ip:  # fast path for dotted quads: ipaddress is slow on the hot path
+        parts = ip.split(".")
+        if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+            try:
+                return bytes([int(p) for p in parts])
+            except ValueError:  # an octet over 255
+                pass
+        raise DecodeError(f"not an IP address: {ip!r}")
     try:
         return ipaddress.ip_address(ip).packed
     except ValueError:

@@ -288,7 +288,11 @@ class ItemStore:
     # --- housekeeping ----------------------------------------------------------------
 
     def expire(self, now: float) -> int:
-        """Drop items whose last put is ``ttl`` or more before ``now``; returns how many."""
+        """Drop items whose last put is ``ttl`` or more before ``now``; returns how many.
+
+        Callers pass a non-decreasing ``now``: the scan stops at the first live item in
+        put order. (An item put "in the past" is still hidden by :meth:`get` once expired.)
+        """
         expired: list[bytes] = []
         # One pass from the oldest put: the dict is kept in put order. (Calling
         # next(iter(...)) per item would rescan deleted slots each time: quadratic.)
@@ -357,6 +361,7 @@ class ItemStore:
         if (
             item.sig is None
             or item.seq is None
+            or not 0 <= item.seq <= MAX_SEQ
             or len(item.k) != PUBLIC_KEY_LEN
             or len(item.sig) != SIGNATURE_LEN
             or len(item.salt) > MAX_SALT_LEN

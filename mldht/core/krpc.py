@@ -662,15 +662,18 @@ def decode_response(method: bytes, msg: Response) -> ResponseBody:
             seq = r.get(b"seq")
             if seq is not None and not isinstance(seq, int):
                 raise DecodeError("'seq' is not an int")
+            k, sig = _opt_bytes(r, b"k"), _opt_bytes(r, b"sig")
+            if (k is not None and len(k) != 32) or (sig is not None and len(sig) != 64):
+                raise DecodeError("'k' or 'sig' of the wrong length")
             return GetResponse(
                 sid,
                 _opt_bytes(r, b"token"),
                 nodes,
                 nodes6,
                 bencode(r[b"v"]) if b"v" in r else None,
-                _opt_bytes(r, b"k"),
+                k,
                 seq,
-                _opt_bytes(r, b"sig"),
+                sig,
             )
         if method == b"sample_infohashes":
             samples = r.get(b"samples", b"")

@@ -152,6 +152,15 @@ class _LookupOp(_Op):
     bootstrap: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """The context of one query sent for a lookup: its lookup-phase or its store-phase."""
+
+    op: _LookupOp
+    node: NodeInfo
+    store: bool = False
+
+
 class _RateLimiter:
     """Per-IP token buckets, bounded in memory (the table is reset when it grows too big)."""
 
@@ -193,7 +202,7 @@ class NodeState:
         self.config = config or NodeConfig()
         self._rng = rng
         self._id = node_id
-        self.routing = RoutingTable(node_id, rng=rng, k=self.config.k)
+        self.routing = self._new_table(node_id)
         self.tokens = TokenManager(rng=rng, now=now)
         self.peer_store = PeerStore(
             rng,
@@ -510,10 +519,11 @@ class NodeState:
         if msg.ip is not None:
             self._vote(addr[0], msg.ip[0], now)
         ctx = p.context
-        if isinstance(ctx, tuple):
-            op, node = ctx
-            if isinstance(op, _LookupOp):
-                self._lookup_response(op, node, sender, body, now, rtt)
+        if isinstance(ctx, _Call):
+            if ctx.store:
+                self._store_reply(ctx.op, now, accepted=True)
+            else:
+                self._lookup_response(ctx.op, sender, body, now)
         elif isinstance(ctx, _PingOp):
             self._ops.pop(ctx.op, None)
             self._emit(ctx, PingDone(ctx.op, addr, body.id, msg.version))
@@ -541,10 +551,9 @@ class NodeState:
         if p is None:
             return
         ctx = p.context
-        if isinstance(ctx, tuple) and isinstance(ctx[0], _LookupOp) and ctx[0].storing:
-            op = ctx[0]
-            op.errors.append((msg.code, msg.message.decode("utf-8", "replace")))
-            self._store_reply(op, now, accepted=False)
+        if isinstance(ctx, _Call) and ctx.store:
+            ctx.op.errors.append((msg.code, msg.message.decode("utf-8", "replace")))
+            self._store_reply(ctx.op, now, accepted=False)
             return
         self._on_failure(p, now, timed_out=False)
 
@@ -554,14 +563,13 @@ class NodeState:
             self.stats["timeouts"] += 1
             if p.node_id is not None:
                 self.routing.node_failed(NodeInfo(p.node_id, p.addr), now)
-        if isinstance(ctx, tuple):
-            op, node = ctx
-            if isinstance(op, _LookupOp):
-                if op.storing:
-                    self._store_reply(op, now, accepted=False)
-                elif op.lookup is not None:
-                    op.lookup.on_failure(node, now)
-                    self._advance(op, now)
+        if isinstance(ctx, _Call):
+            op = ctx.op
+            if ctx.store:
+                self._store_reply(op, now, accepted=False)
+            elif op.lookup is not None and not op.finished and not op.storing:
+                op.lookup.on_failure(ctx.node, now)
+                self._advance(op, now)
         elif isinstance(ctx, _PingOp):
             self._ops.pop(ctx.op, None)
             self._emit(ctx, PingDone(ctx.op, p.addr, None))
@@ -581,11 +589,21 @@ class NodeState:
         self.set_node_id(bep42.generate_node_id(new_ip, self._rng), now)
         self._events.append(ExternalAddressChanged(new_ip, self._id))
 
+    def _new_table(self, node_id: bytes) -> RoutingTable:
+        # BEP 42: when the table must choose (replacement promotion), prefer nodes whose
+        # id matches their IP; local addresses are exempt and count as matching.
+        return RoutingTable(
+            node_id,
+            rng=self._rng,
+            k=self.config.k,
+            prefer=lambda n: bep42.is_valid_node_id(n.id, n.addr[0]),
+        )
+
     def set_node_id(self, node_id: bytes, now: float) -> None:
         """Change our id (BEP 42 regeneration); the table is rebuilt around it."""
         old = self.routing
         self._id = node_id
-        self.routing = RoutingTable(node_id, rng=self._rng, k=self.config.k)
+        self.routing = self._new_table(node_id)
         self.items.set_own_id(node_id)
         for n in old.good_nodes(now):
             if n.id != node_id:
@@ -635,24 +653,15 @@ class NodeState:
             body = self._lookup_body(op)
             for node in lk.next_queries(now):
                 nid = None if lk.is_router(node.addr) else node.id
-                self._send_query(node.addr, body, now, (op, node), nid)
+                self._send_query(node.addr, body, now, _Call(op, node), nid)
         if lk.done or now >= op.deadline:
             self._lookup_finished(op, now)
 
     def _lookup_response(
-        self,
-        op: _LookupOp,
-        node: NodeInfo,
-        sender: NodeInfo,
-        body: ResponseBody,
-        now: float,
-        rtt: float,
+        self, op: _LookupOp, sender: NodeInfo, body: ResponseBody, now: float
     ) -> None:
-        if op.storing:
-            self._store_reply(op, now, accepted=True)
-            return
         lk = op.lookup
-        if lk is None or op.finished:
+        if lk is None or op.finished or op.storing:
             return
         nodes: tuple[NodeInfo, ...] = ()
         token: bytes | None = None
@@ -725,7 +734,7 @@ class NodeState:
                 return
             op.store_pending = len(bodies)
             for node, b in bodies:
-                self._send_query(node.addr, b, now, (op, node), node.id)
+                self._send_query(node.addr, b, now, _Call(op, node, store=True), node.id)
             return
         op.finished = True
         del self._lookups[op.op]

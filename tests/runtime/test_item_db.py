@@ -1,0 +1,195 @@
+"""SQLite persistence of BEP 44 items: round trips, expiry, and survival of SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mldht.core.bencode import bencode
+from mldht.core.bep44 import MAX_SEQ, KeyPair, immutable_target, mutable_target
+from mldht.core.item_store import ItemStore, StoredItem
+from mldht.errors import InvalidArgument
+from mldht.runtime.item_db import SQLiteItemBackend
+
+REPO = Path(__file__).resolve().parents[2]
+KP = KeyPair.from_seed(bytes(range(32)))
+
+
+def new_store(backend: SQLiteItemBackend, **kw: int) -> ItemStore:
+    return ItemStore(own_id=bytes(20), backend=backend, **kw)
+
+
+def put_mutable(store: ItemStore, v: bytes, seq: int, salt: bytes, now: float) -> bytes:
+    store.put_mutable(KP.public_key, salt, seq, KP.sign_item(v, seq, salt), v, None, now)
+    return mutable_target(KP.public_key, salt)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with SQLiteItemBackend(path) as backend:
+        store = new_store(backend)
+        t1 = store.put_immutable(b"12:Hello World!", 100.0)
+        t2 = put_mutable(store, b"d2:ih20:" + bytes(20) + b"e", MAX_SEQ, b"", 200.0)
+        t3 = put_mutable(store, b"i1e", 1, b"\x00" * 64, 300.0)
+        put_mutable(store, b"i1e", 1, b"\x00" * 64, 400.0)  # refresh: put_count 2
+        assert backend.count() == 3
+        before = {t: store.get(t, 500.0) for t in (t1, t2, t3)}
+    with SQLiteItemBackend(path) as backend:
+        fresh = new_store(backend)
+        assert fresh.load(now=500.0) == 3
+        after = {t: fresh.get(t, 500.0) for t in (t1, t2, t3)}
+    assert after == before
+    imm, mut, salted = after[t1], after[t2], after[t3]
+    assert mut is not None and mut.salt == b"" and mut.seq == MAX_SEQ
+    assert salted is not None and salted.put_count == 2 and salted.last_put == 400.0
+    assert imm is not None and imm.k is None and imm.sig is None
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    backend = SQLiteItemBackend(path)
+    backend.save(StoredItem(b"\x01" * 20, b"i1e", None, b"", None, None, 0.0, 1))
+    probe = sqlite3.connect(path)
+    try:
+        assert probe.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # Committed: another connection sees the row while the writer is still open.
+        assert probe.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 1
+    finally:
+        probe.close()
+        backend.close()
+
+
+def test_deletes_and_expiry_persist(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with SQLiteItemBackend(path) as backend:
+        store = new_store(backend)
+        old = [store.put_immutable(bencode(b"old %d" % i), 0.0) for i in range(5)]
+        new = [store.put_immutable(bencode(b"new %d" % i), 5000.0) for i in range(5)]
+        assert store.expire(7200.0) == 5
+        assert backend.count() == 5
+        loaded = {i.target for i in backend.load_all()}
+        assert loaded == set(new) and not loaded & set(old)
+
+
+def test_expired_items_are_not_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with SQLiteItemBackend(path) as backend:
+        store = new_store(backend)
+        t_old = store.put_immutable(b"3:old", 0.0)
+        t_mut = put_mutable(store, b"i1e", 1, b"", 1000.0)
+        t_new = store.put_immutable(b"3:new", 6000.0)
+    with SQLiteItemBackend(path) as backend:
+        fresh = new_store(backend)
+        assert fresh.load(now=8200.0) == 1
+        assert fresh.get(t_old, 8200.0) is None and fresh.get(t_mut, 8200.0) is None
+        assert fresh.get(t_new, 8200.0) is not None
+        assert [i.target for i in backend.load_all()] == [t_new]  # dropped from disk too
+
+
+def test_bounds_apply_when_loading(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with SQLiteItemBackend(path) as backend:
+        store = new_store(backend)
+        for i in range(10):
+            store.put_immutable(bencode(i), float(i))
+    with SQLiteItemBackend(path) as backend:
+        small = new_store(backend, max_items=4)
+        small.load(now=10.0)
+        assert len(small) == 4 and backend.count() == 4
+
+
+def test_unknown_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidArgument):
+        SQLiteItemBackend(path)
+
+
+# --- SIGKILL -----------------------------------------------------------------------------
+
+CHILD = r"""
+import sys
+from mldht.core.bencode import bencode
+from mldht.core.bep44 import KeyPair
+from mldht.core.item_store import ItemStore
+from mldht.runtime.item_db import SQLiteItemBackend
+
+store = ItemStore(
+    own_id=bytes(20), max_items=100_000, max_bytes=10**9, backend=SQLiteItemBackend(sys.argv[1])
+)
+kp = KeyPair.from_seed(bytes(range(32)))
+for i in range(20):  # expired by the time the parent loads
+    store.put_immutable(bencode(b"old %d" % i), 0.0)
+i = 0
+while True:  # until killed
+    v = bencode([b"item", i, b"x" * (i % 900)])
+    if i % 2:
+        store.put_immutable(v, 5000.0)
+    else:
+        salt = b"%d" % i
+        store.put_mutable(kp.public_key, salt, i, kp.sign_item(v, i, salt), v, None, 5000.0)
+    print(i, flush=True)  # the put returned: acknowledged
+    if i == 150:
+        print("stored", flush=True)
+    i += 1
+"""
+
+
+def expected_item(i: int) -> tuple[bytes, StoredItem]:
+    """What the child stored as item ``i`` (Ed25519 signatures are deterministic)."""
+    v = bencode([b"item", i, b"x" * (i % 900)])
+    if i % 2:
+        target = immutable_target(v)
+        return target, StoredItem(target, v, None, b"", None, None, 5000.0, 1)
+    salt = b"%d" % i
+    target = mutable_target(KP.public_key, salt)
+    return target, StoredItem(
+        target, v, KP.public_key, salt, i, KP.sign_item(v, i, salt), 5000.0, 1
+    )
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_acknowledged_items_survive_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    acked: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, env=env, cwd=tmp_path
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.decode().strip()
+                if line == "stored":
+                    break
+                acked.append(int(line))
+            # Killed while it is still putting: nothing gets a chance to close the database.
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            tail = proc.stdout.read()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # Puts acknowledged after "stored" but before the kill must be there too.
+    acked += [int(line) for line in tail.decode().split("\n")[:-1] if line.isdigit()]
+    assert acked == list(range(len(acked))) and len(acked) > 150
+    assert Path(str(path) + "-wal").exists()  # not closed cleanly: recovery reads the WAL
+
+    with SQLiteItemBackend(path) as backend:
+        fresh = new_store(backend, max_items=100_000, max_bytes=10**9)
+        loaded = fresh.load(now=8000.0)  # the 20 "old" items have expired
+        assert loaded >= len(acked)
+        for i in acked:
+            target, item = expected_item(i)
+            assert fresh.get(target, 8000.0) == item, i
+        assert all(item.last_put == 5000.0 for item in fresh)

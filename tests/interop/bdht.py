@@ -10,6 +10,7 @@ thread-safe (replies are matched by request id), so an anyio test can call them 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -63,13 +64,13 @@ class BdhtError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LookupResult:
-    """Peers a get_peers lookup found; ``sources[peer]`` is the node that sent it.
+    """Peers a get_peers lookup found; ``sources[peer]`` lists the nodes that sent it.
 
-    A source of ``None`` means the peer came from the node's own store, not the network.
+    A source of ``None`` means the node's own store (peers announced to it), not the network.
     """
 
     peers: list[Addr]
-    sources: dict[Addr, Addr | None]
+    sources: dict[Addr, list[Addr | None]]
     visited: int | None
     timed_out: bool
 
@@ -187,6 +188,11 @@ class BdhtPeer:
                 self._events.put(msg)
             else:
                 self._stderr.append(f"[unmatched reply] {line.rstrip()}")
+        # The process is gone: fail every pending call now rather than at its timeout.
+        with self._lock:
+            waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.put({"ok": False, "error": "bdht_peer.js exited"})
         self._events.put({"event": "exit"})
 
     def _read_stderr(self) -> None:
@@ -257,13 +263,16 @@ class BdhtPeer:
                 return
             self._closed = True
         proc = self._proc
-        try:
-            if proc.poll() is None and proc.stdin is not None:
-                proc.stdin.write(json.dumps({"rid": 0, "cmd": "quit"}) + "\n")
-                proc.stdin.flush()
-                proc.stdin.close()  # the script exits on EOF as well
-        except (BrokenPipeError, OSError, ValueError):
-            pass
+        stdin = proc.stdin
+        if stdin is not None:
+            # The process may be gone already (max lifetime, crash): then writing fails,
+            # and the unflushed line would fail again when the file is collected.
+            if proc.poll() is None:
+                with contextlib.suppress(OSError, ValueError):
+                    stdin.write(json.dumps({"rid": 0, "cmd": "quit"}) + "\n")
+                    stdin.flush()
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()  # the script exits on EOF as well
         try:
             proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
@@ -292,9 +301,7 @@ class BdhtPeer:
         """Round-trip to the Node.js process (no network traffic)."""
         self.call("ping", timeout)
 
-    def add_node(
-        self, addr: Addr, node_id: bytes | None = None, *, timeout: float = 5.0
-    ) -> bytes:
+    def add_node(self, addr: Addr, node_id: bytes | None = None, *, timeout: float = 5.0) -> bytes:
         """Add ``addr`` to its table; without ``node_id`` it pings first. Returns the id.
 
         A node that does not answer the ping raises :class:`BdhtError`.
@@ -332,9 +339,9 @@ class BdhtPeer:
     def lookup(self, infohash: bytes, timeout: float = 10.0) -> LookupResult:
         """Run a get_peers lookup to its end (or ``timeout``), collecting every peer."""
         reply = self.call("lookup", timeout, infohash=infohash.hex())
-        sources: dict[Addr, Addr | None] = {}
+        sources: dict[Addr, list[Addr | None]] = {}
         for p in reply["peers"]:
-            sources[(p["ip"], int(p["port"]))] = _parse_addr(p["from"]) if p["from"] else None
+            sources[(p["ip"], int(p["port"]))] = [_parse_addr(f) if f else None for f in p["from"]]
         return LookupResult(
             peers=list(sources),
             sources=sources,

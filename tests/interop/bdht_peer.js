@@ -216,15 +216,14 @@ const commands = {
     const infoHash = hexArg(args, 'infohash', 20)
     const hex = infoHash.toString('hex')
     const seen = new Map()
+    // A peer may come from the node's own store (from: null) and from several nodes.
     function onpeer (peer, ih, from) {
       if (Buffer.from(ih).toString('hex') !== hex) return
       const key = `${peer.host}:${peer.port}`
-      if (seen.has(key)) return
-      seen.set(key, {
-        ip: peer.host,
-        port: peer.port,
-        from: from ? `${from.address || from.host}:${from.port}` : null
-      })
+      if (!seen.has(key)) seen.set(key, { ip: peer.host, port: peer.port, from: [] })
+      const source = from ? `${from.address || from.host}:${from.port}` : null
+      const froms = seen.get(key).from
+      if (!froms.includes(source)) froms.push(source)
     }
     function finish (extra) {
       dht.removeListener('peer', onpeer)

@@ -32,8 +32,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from mldht.core.bencode import BValue, bdecode, bencode
 from mldht.core.compact import Addr, NodeInfo
 
+# Typed as Any: the binding's bundled stubs reject calls it accepts (a dict of settings).
+libtorrent: Any
 try:
-    import libtorrent
+    import libtorrent as _libtorrent
+
+    libtorrent = _libtorrent
 except ImportError:  # pragma: no cover - conftest turns this into a skip (or a CI failure)
     libtorrent = None
 
@@ -44,11 +48,20 @@ __all__ = [
     "PutResult",
     "SampleResult",
     "ed25519_public_key",
+    "libtorrent_missing_reason",
     "libtorrent_secret_key",
     "loopback_settings",
+    "mutable_target",
 ]
 
 _ALERT_BACKLOG = 20_000  # records kept for late waiters; a test makes far fewer
+
+
+def libtorrent_missing_reason() -> str | None:
+    """Why the libtorrent bindings cannot run here (``None`` when they can)."""
+    if libtorrent is None:
+        return "the libtorrent Python bindings are not installed (pip install libtorrent)"
+    return None
 
 
 class LtError(Exception):
@@ -89,7 +102,7 @@ def loopback_settings(host: str, port: int) -> dict[str, Any]:
     """
     cat = libtorrent.alert.category_t
     return {
-        "listen_interfaces": f"{host}:{port}",
+        "listen_interfaces": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "enable_dht": True,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -357,8 +370,7 @@ class LtNode:
             lambda r: r.kind in ("listen_succeeded_alert", "listen_failed_alert"),
             # The DHT rides on the UDP (uTP) socket: that is the one that matters.
             lambda found: any(
-                r.kind == "listen_failed_alert" or r.data["socket_type"] == "udp"
-                for r in found
+                r.kind == "listen_failed_alert" or r.data["socket_type"] == "udp" for r in found
             ),
         )
         for rec in recs:
@@ -372,10 +384,9 @@ class LtNode:
         # interface. (session.dht_state() says the same but is deprecated.)
         deadline = time.monotonic() + timeout
         while True:
-            state = libtorrent.bdecode(
-                bytes(libtorrent.write_session_params_buf(self._ses.session_state()))
-            )
-            ids = (state or {}).get(b"dht state", {}).get(b"node-id", [])
+            buf = bytes(libtorrent.write_session_params_buf(self._ses.session_state()))
+            state: Any = bdecode(buf)
+            ids = state.get(b"dht state", {}).get(b"node-id", [])
             if ids:
                 return bytes(ids[0][:20])
             if time.monotonic() > deadline:
@@ -455,7 +466,7 @@ class LtNode:
         return distinct(recs)
 
     def announce(
-        self, infohash: bytes, port: int = 0, *, implied: bool = False, seed: bool = False
+        self, infohash: bytes, port: int, *, implied: bool = False, seed: bool = False
     ) -> None:
         """Start an announce traversal (get_peers, then announce_peer to the closest 8).
 
@@ -530,9 +541,11 @@ class LtNode:
         recs = self._collect(
             start,
             timeout,
-            lambda r: r.kind == "dht_put_alert"
-            and r.data["public_key"] == pubkey
-            and r.data["salt"] == salt,
+            lambda r: (
+                r.kind == "dht_put_alert"
+                and r.data["public_key"] == pubkey
+                and r.data["salt"] == salt
+            ),
             lambda f: bool(f),
         )
         if not recs:
@@ -579,9 +592,11 @@ class LtNode:
         recs = self._collect(
             start,
             timeout,
-            lambda r: r.kind == "dht_mutable_item_alert"
-            and r.data["key"] == pubkey
-            and r.data["salt"] == salt,
+            lambda r: (
+                r.kind == "dht_mutable_item_alert"
+                and r.data["key"] == pubkey
+                and r.data["salt"] == salt
+            ),
             done,
         )
         best = max(items(recs), key=lambda r: r.data["seq"], default=None)
@@ -636,4 +651,3 @@ def _to_entry(value: BValue) -> Any:
     if isinstance(value, dict):
         return {k: _to_entry(v) for k, v in value.items()}
     raise TypeError(f"not a bencode value: {type(value).__name__}")
-

@@ -27,6 +27,7 @@ __all__ = [
     "is_exempt",
     "is_valid_node_id",
     "node_id_crc",
+    "packed_ip",
 ]
 
 # CRC-32C (Castagnoli), reflected polynomial. zlib.crc32 is CRC-32 (IEEE): wrong CRC here.
@@ -63,8 +64,12 @@ _MASK_V4 = bytes.fromhex("030f3fff")
 _MASK_V6 = bytes.fromhex("0103070f1f3f7fff")
 
 
-def _packed(ip: str) -> bytes:
-    """4 or 16 packed bytes; an IPv4-mapped IPv6 address counts as its IPv4 address."""
+def packed_ip(ip: str) -> bytes:
+    """4 or 16 packed bytes of an IP in text form; ValueError if it is not one.
+
+    An IPv4-mapped IPv6 address (how a dual-stack socket reports IPv4 peers) gives its
+    4 IPv4 bytes: one host, one identity (for BEP 42 checks, tokens and the peer store).
+    """
     if ":" not in ip:
         try:
             return ip_to_bytes(ip)
@@ -87,7 +92,7 @@ def node_id_crc(ip: str | bytes, rand: int) -> int:
         raw = ip
     else:
         try:
-            raw = _packed(ip)
+            raw = packed_ip(ip)
         except ValueError:
             raise InvalidArgument(f"not an IP address: {ip!r}") from None
     mask = _MASK_V4 if len(raw) == 4 else _MASK_V6
@@ -128,7 +133,7 @@ def is_valid_node_id(node_id: bytes, ip: str, *, honor_exemptions: bool = True) 
     if len(node_id) != ID_LEN:
         return False
     try:
-        raw = _packed(ip)
+        raw = packed_ip(ip)
     except ValueError:
         return False
     if honor_exemptions and _is_exempt_packed(raw):
@@ -179,7 +184,7 @@ def is_exempt(ip: str) -> bool:
     IPv6 address is judged as its IPv4 address. A string that is not an IP is not exempt.
     """
     try:
-        raw = _packed(ip)
+        raw = packed_ip(ip)
     except ValueError:
         return False
     return _is_exempt_packed(raw)

@@ -43,7 +43,7 @@ def ip_to_bytes(ip: str) -> bytes:
     """Packed form of an IP address (4 or 16 bytes)."""
     if ":" not in ip:  # fast path for dotted quads: ipaddress is slow on the hot path
         parts = ip.split(".")
-        if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+        if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
             try:
                 return bytes([int(p) for p in parts])
             except ValueError:  # an octet over 255

@@ -231,6 +231,7 @@ class NodeState:
         self._next_bootstrap: float | None = None
         self._bootstrapping = False
         self._read_only_peers: dict[Addr, None] = {}
+        self._sample_cache: tuple[float, tuple[bytes, ...]] | None = None
         self._recently_pinged: dict[Addr, float] = {}
         self._next_maintenance = now + self.config.maintenance_interval
         self.stats: dict[str, int] = {
@@ -396,19 +397,38 @@ class NodeState:
                     self._id,
                     self.config.sample_interval,
                     len(self.peer_store),
-                    tuple(self.peer_store.sample(self._rng, 20)),
+                    self._samples(now),
                     *self._closest_nodes(body.target, body.want),
                 ),
                 addr,
             )
 
+    def _samples(self, now: float) -> tuple[bytes, ...]:
+        """BEP 51 samples: all when they fit, else a random 20 reused until ``interval``."""
+        store = self.peer_store
+        if len(store) <= 20:
+            return tuple(store.infohashes())
+        if self._sample_cache is None or now >= self._sample_cache[0]:
+            self._sample_cache = (
+                now + self.config.sample_interval,
+                tuple(store.sample(self._rng, 20)),
+            )
+        return self._sample_cache[1]
+
     def _on_get_peers(self, q: Query, body: GetPeers, addr: Addr, now: float) -> None:
         ih = body.info_hash
+        store = self.peer_store
         # Withhold the token when the store is full (libtorrent): no announce can land.
-        token = self.tokens.issue(addr[0], ih, now) if self.peer_store.can_accept(ih) else None
-        peers = self.peer_store.get_peers(
-            ih, now, max_count=self.config.max_values, noseed=body.noseed, rng=self._rng
-        )
+        token = self.tokens.issue(addr[0], ih, now) if store.can_accept(ih, now) else None
+        blooms = store.scrape(ih, now) if body.scrape else None
+        peers: list[Addr] = []
+        if blooms is None:
+            # BEP 32: values of the query's family only.
+            family = 6 if ":" in addr[0] else 4
+            peers = store.get_peers(
+                ih, now, self.config.max_values, noseed=body.noseed, rng=self._rng, family=family
+            )
+        # BEP 33 (as libtorrent): with scrape=1 the filters replace values, to stay < 1024 B.
         self._reply(
             q,
             GetPeersResponse(
@@ -416,6 +436,8 @@ class NodeState:
                 token,
                 tuple(peers) if peers else None,
                 *self._closest_nodes(ih, body.want),
+                blooms[0] if blooms else None,
+                blooms[1] if blooms else None,
             ),
             addr,
         )

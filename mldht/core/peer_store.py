@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError, InvalidArgument
+from .bep42 import packed_ip
 from .ids import ID_LEN
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
@@ -133,12 +134,9 @@ def bloom_estimate(bloom: bytes) -> float:
 def _pack_ip(ip: str) -> bytes:
     """4 or 16 bytes; an IPv4-mapped IPv6 address (dual-stack socket) is stored as IPv4."""
     try:
-        addr = ipaddress.ip_address(ip)
+        return packed_ip(ip)
     except ValueError:
         raise InvalidArgument(f"not an IP address: {ip!r}") from None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.packed
-    return addr.packed
 
 
 def _ip_text(raw: bytes) -> str:

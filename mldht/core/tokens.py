@@ -14,11 +14,11 @@ manager is built, and the previous secret is still accepted, so a token issued a
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
+from .bep42 import packed_ip
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -27,14 +27,6 @@ __all__ = ["TOKEN_LEN", "TokenManager"]
 
 TOKEN_LEN = 8
 _SECRET_LEN = 20
-
-
-def _pack_ip(ip: str) -> bytes:
-    addr = ipaddress.ip_address(ip)
-    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; one host, one token.
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.packed
-    return addr.packed
 
 
 class TokenManager:
@@ -119,7 +111,7 @@ class TokenManager:
         Raises :class:`InvalidArgument` when ``ip`` is not an IP address.
         """
         try:
-            packed = _pack_ip(ip)
+            packed = packed_ip(ip)
         except ValueError:
             raise InvalidArgument(f"not an IP address: {ip!r}") from None
         self.rotate(now)
@@ -134,7 +126,7 @@ class TokenManager:
         if not isinstance(token, bytes) or len(token) != self.token_len:
             return False
         try:
-            packed = _pack_ip(ip)
+            packed = packed_ip(ip)
         except ValueError:
             return False
         self.rotate(now)

@@ -305,3 +305,34 @@ def test_wrong_types_get_203_or_an_answer(method: bytes, a: dict[bytes, Any]) ->
     assert reply is not None and reply[b"t"] == b"tt"
     if reply[b"y"] == b"e":
         assert reply[b"e"][0] in (203, 204, 205, 206, 207, 301, 302)
+
+
+def _announce_from(node: NodeState, ih: bytes, addr: tuple[str, int], seed: bool = False) -> None:
+    tok = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}), addr)[b"r"][b"token"]
+    a = {b"id": b"c" * 20, b"info_hash": ih, b"port": 6881, b"token": tok, b"seed": int(seed)}
+    assert ask(node, q(b"announce_peer", a), addr)[b"y"] == b"r"
+
+
+def test_bep33_scrape_returns_filters_instead_of_values() -> None:
+    from mldht.core.peer_store import bloom_estimate
+
+    node = make_node()
+    ih = b"S" * 20
+    for i in range(3):
+        _announce_from(node, ih, (f"127.0.2.{i + 1}", 7000), seed=i == 0)
+    r = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih, b"scrape": 1}))[b"r"]
+    assert len(r[b"BFsd"]) == 256 and len(r[b"BFpe"]) == 256 and b"values" not in r
+    assert round(bloom_estimate(r[b"BFsd"])) == 1 and round(bloom_estimate(r[b"BFpe"])) == 2
+
+
+def test_bep51_samples_bounded_and_reused_until_interval() -> None:
+    node = make_node(sample_interval=60)
+    for i in range(30):
+        _announce_from(node, bytes([i]) * 20, CLIENT)
+    sq = q(b"sample_infohashes", {b"id": b"c" * 20, b"target": b"t" * 20})
+    r1 = ask(node, sq, now=2.0)[b"r"]
+    assert r1[b"num"] == 30 and r1[b"interval"] == 60
+    assert len(r1[b"samples"]) == 20 * 20
+    assert ask(node, sq, now=30.0)[b"r"][b"samples"] == r1[b"samples"]
+    later = [ask(node, sq, now=62.0 + i * 61)[b"r"][b"samples"] for i in range(3)]
+    assert any(s != r1[b"samples"] for s in later)

@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .core.bep44 import KeyPair as KeyPair
+from .core.compact import NodeInfo as NodeInfo
+from .core.events import Item as Item
+from .core.events import SampleDone as SampleDone
+from .core.node import NodeConfig as NodeConfig
 from .errors import DecodeError as DecodeError
 from .errors import InvalidArgument as InvalidArgument
 from .errors import KRPCError as KRPCError
 from .errors import MldhtError as MldhtError
 from .errors import QueryTimeout as QueryTimeout
 
+if TYPE_CHECKING:
+    from .runtime import DHTNode as DHTNode
+    from .runtime import PeerIterator as PeerIterator
+    from .runtime import run as run
+
+_RUNTIME_NAMES = frozenset({"DHTNode", "PeerIterator", "run"})
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime (anyio, sockets) loads on first use, so that `import mldht.core` or
+    # `mldht.sim` stays pure and light.
+    if name in _RUNTIME_NAMES:
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'mldht' has no attribute {name!r}")
+
+logging.getLogger("mldht").addHandler(logging.NullHandler())  # quiet unless configured
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "DHTNode",
     "DecodeError",
     "InvalidArgument",
+    "Item",
     "KRPCError",
+    "KeyPair",
     "MldhtError",
+    "NodeConfig",
+    "NodeInfo",
+    "PeerIterator",
     "QueryTimeout",
+    "SampleDone",
+    "run",
 ]

@@ -75,6 +75,9 @@ class Simulator:
         self._seq = 0
         self.delivered = 0
         self.dropped = 0
+        self.on_event: Callable[[Addr, Event, float], None] | None = None
+        """Called as ``on_event(addr, event, now)`` for every event a node emits (e.g. to
+        time many concurrent operations); the event is also kept in ``SimNode.events``."""
 
     # ------------------------------------------------------------------ topology
 
@@ -171,6 +174,8 @@ class Simulator:
             heapq.heappush(self._queue, (self.now + delay, self._seq, 0, data, addr, dst))
         while (ev := st.next_event()) is not None:
             sn.events.append(ev)
+            if self.on_event is not None:
+                self.on_event(addr, ev, self.now)
         self._schedule_timer(addr)
 
     def start(self, addr: Addr, action: Callable[[NodeState, float], int]) -> int:

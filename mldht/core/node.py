@@ -227,6 +227,7 @@ class NodeState:
         self._lookups: dict[int, _LookupOp] = {}
         self._next_op = 1
         self._routers: list[Addr] = []
+        self._routers_excluded: set[Addr] = set()
         self._bootstrap_backoff = 5.0
         self._next_bootstrap: float | None = None
         self._bootstrapping = False
@@ -370,8 +371,6 @@ class NodeState:
 
     def _handle_query(self, q: Query, addr: Addr, now: float) -> None:
         body = q.body
-        if body.id == self._id and addr in self._routers:
-            return
         if q.read_only:
             self._remember_read_only(addr)
         elif body.id != self._id and self.routing.node_queried(NodeInfo(body.id, addr), now):
@@ -536,7 +535,11 @@ class NodeState:
             return
         sender = NodeInfo(body.id, addr)
         rtt = now - p.sent_at
-        if body.id != self._id and addr not in self._read_only_peers and addr not in self._routers:
+        if (
+            body.id != self._id
+            and addr not in self._read_only_peers
+            and addr not in self._routers_excluded
+        ):
             self.routing.node_responded(sender, now, rtt=rtt, version=msg.version)
         if msg.ip is not None:
             self._vote(addr[0], msg.ip[0], now)
@@ -824,12 +827,15 @@ class NodeState:
         self._advance(op, now)
         return op.op
 
-    def bootstrap(self, routers: list[Addr], now: float) -> int:
+    def bootstrap(self, routers: list[Addr], now: float, *, as_nodes: bool = False) -> int:
         """Self-lookup starting at ``routers`` and the table (BEP 5 §2.7).
 
-        Routers are used as first contacts of lookups only, never put in the table.
+        Routers are used as first contacts of lookups only, never put in the table
+        (BEP 5), unless ``as_nodes``: then they are ordinary nodes once they answer (for
+        bootstrap nodes a user named, e.g. the first node of a private network).
         """
         self._routers = list(dict.fromkeys(routers))
+        self._routers_excluded = set() if as_nodes else set(self._routers)
         return self._bootstrap(now)
 
     def _bootstrap(self, now: float) -> int:

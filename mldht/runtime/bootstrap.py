@@ -105,24 +105,37 @@ async def resolve_routers(
     return addrs, failed
 
 
+async def _sleep_unless_joined(seconds: float, table_size: Callable[[], int]) -> None:
+    """Sleep ``seconds``, or less if the table fills meanwhile (others found us)."""
+    end = anyio.current_time() + seconds
+    while table_size() == 0 and (left := end - anyio.current_time()) > 0:
+        await anyio.sleep(min(left, 1.0))
+
+
 async def join_forever(
     *,
     routers: Sequence[Addr],
     saved: Sequence[Addr],
     family: socket.AddressFamily,
     ping: Callable[[Addr], Awaitable[object]],
-    self_lookup: Callable[[list[Addr]], Awaitable[object]],
+    self_lookup: Callable[[list[Addr]], Awaitable[bool]],
     table_size: Callable[[], int],
     on_contacts: Callable[[], None],
 ) -> None:
     """Join the DHT and stay joined; runs until cancelled.
 
     Each round pings the ``saved`` nodes (when the table is empty), resolves the
-    ``routers`` and runs ``self_lookup`` from them. ``on_contacts`` is called once the
-    first round has ended, joined or not (``self_lookup`` may signal earlier, as soon as
-    the core has the routers: lookups started from then on use them as first contacts). Once the table holds a node the loop only checks every
-    :data:`CHECK_INTERVAL` seconds that it is not empty again.
+    ``routers`` and runs ``self_lookup`` from them; ``self_lookup`` returns whether any
+    node answered during it. ``on_contacts`` is called once the first round has ended,
+    joined or not (``self_lookup`` may signal earlier, as soon as the core has the
+    routers: lookups started from then on use them as first contacts). Once the table
+    holds a node the loop only checks every :data:`CHECK_INTERVAL` seconds that it is not
+    empty again.
     """
+
+    async def ping_one(addr: Addr) -> None:
+        await ping(addr)
+
     delay = RETRY
     first = True
     try:
@@ -131,10 +144,11 @@ async def join_forever(
                 with anyio.move_on_after(SAVED_PING_WAIT):
                     async with anyio.create_task_group() as tg:
                         for addr in saved:
-                            tg.start_soon(ping, addr)
+                            tg.start_soon(ping_one, addr)
             addrs, failed = await resolve_routers(routers, family)
+            answered = False
             if addrs or table_size():
-                await self_lookup(addrs)
+                answered = await self_lookup(addrs)
             if first:
                 on_contacts()
                 first = False
@@ -147,11 +161,15 @@ async def join_forever(
             if not routers and not saved:
                 # Nothing to join from: the first node of a new network. Others will
                 # contact us; check now and then whether the table is still empty.
-                await anyio.sleep(CHECK_INTERVAL)
+                await _sleep_unless_joined(CHECK_INTERVAL, table_size)
                 continue
-            detail = f" (DNS failed for {', '.join(failed)})" if failed else ""
-            log.warning("no bootstrap node answered; retrying in %.0f s%s", delay, detail)
-            await anyio.sleep(delay)
+            if answered:
+                # A router answered but knew no other node: a network still forming.
+                log.info("the bootstrap nodes know no other node yet; retrying in %.0f s", delay)
+            else:
+                detail = f" (DNS failed for {', '.join(failed)})" if failed else ""
+                log.warning("no bootstrap node answered; retrying in %.0f s%s", delay, detail)
+            await _sleep_unless_joined(delay, table_size)
             delay = min(delay * 2, MAX_RETRY)
     finally:
         if first:  # cancelled before the first round ended: never leave waiters hanging

@@ -1,0 +1,734 @@
+"""DHTNode: one UDP socket driving a :class:`~mldht.core.node.NodeState` on anyio.
+
+The runtime is a short loop around the pure core (the aioquic shape, design.md):
+
+* a receive task feeds every datagram to :meth:`NodeState.receive_datagram`;
+* one timer task sleeps until :meth:`NodeState.next_deadline` (woken early when a new
+  deadline comes sooner) and calls :meth:`NodeState.handle_timer`;
+* one sender task drains :meth:`NodeState.datagrams_to_send` (one task, since an anyio
+  socket refuses two concurrent senders);
+* after every call into the core, its events are dispatched to the callers waiting on
+  their op ids.
+
+Every awaitable API call is bounded: the core ends each operation with one terminal
+event within its lookup timeout, and the runtime adds its own bound on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
+
+from ..core.compact import Addr, NodeInfo
+from ..core.events import (
+    AnnounceDone,
+    Event,
+    ExternalAddressChanged,
+    GetDone,
+    Item,
+    LookupDone,
+    PeersFound,
+    PingDone,
+    PutDone,
+    SampleDone,
+)
+from ..core.ids import ID_LEN, parse_infohash, random_id
+from ..core.node import NodeConfig, NodeState
+from ..errors import InvalidArgument, MldhtError, QueryTimeout
+from . import bootstrap as _bootstrap
+from . import persist
+
+if TYPE_CHECKING:
+    from ..core.bep44 import KeyPair
+    from ..core.item_store import ItemBackend
+
+__all__ = ["SAVE_INTERVAL", "DHTNode", "PeerIterator", "format_addr", "run"]
+
+log = logging.getLogger("mldht.node")
+
+SAVE_INTERVAL = 300.0
+"""Seconds between saves of the state directory while the node runs."""
+
+T = TypeVar("T")
+PosArgsT = TypeVarTuple("PosArgsT")
+
+
+def run(
+    func: Callable[[Unpack[PosArgsT]], Awaitable[T]],
+    *args: *PosArgsT,
+    backend: str | None = None,
+) -> T:
+    """Run ``func(*args)`` on anyio: asyncio with uvloop when it is installed, or ``backend``.
+
+    ``backend`` is ``"asyncio"`` (the default; uvloop answers about 4x more datagrams,
+    interop.md) or ``"trio"``.
+    """
+    if backend in (None, "asyncio"):
+        options: dict[str, Any] = {}
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            options["use_uvloop"] = True
+        return anyio.run(func, *args, backend="asyncio", backend_options=options)
+    return anyio.run(func, *args, backend=backend)
+
+
+def format_addr(addr: Addr) -> str:
+    """``HOST:PORT``, with IPv6 hosts in brackets (``[::1]:6881``)."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Waiter:
+    """The events of one operation, queued for the task that awaits them."""
+
+    __slots__ = ("_wake", "done", "events")
+
+    def __init__(self) -> None:
+        self.events: deque[Event] = deque()
+        self.done = False
+        self._wake = anyio.Event()
+
+    def push(self, event: Event, terminal: bool) -> None:
+        self.events.append(event)
+        self.done = self.done or terminal
+        self._wake.set()
+
+    def close(self) -> None:
+        self.done = True
+        self._wake.set()
+
+    async def next(self) -> Event | None:
+        """The next event; None once the operation ended and every event was read."""
+        while not self.events:
+            if self.done:
+                return None
+            await self._wake.wait()
+            self._wake = anyio.Event()
+        return self.events.popleft()
+
+
+def _to_infohash(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        return parse_infohash(value)
+    if len(value) != ID_LEN:
+        raise InvalidArgument(f"an info-hash is {ID_LEN} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _to_id(value: bytes, what: str = "target") -> bytes:
+    if len(value) != ID_LEN:
+        raise InvalidArgument(f"{what} must be {ID_LEN} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def _now() -> float:
+    """The core's clock: wall-clock seconds, since stored items and peers outlive the
+    process (their times are saved and compared after a restart)."""
+    return time.time()
+
+
+class DHTNode:
+    """A mainline DHT node on one UDP socket; use it as an async context manager::
+
+        async with DHTNode(bind=("0.0.0.0", 6881), state_dir="~/.mldht") as node:
+            peers = await node.get_peers(info_hash)
+
+    * ``bind``: the (host, port) to listen on; port 0 picks a free port (see
+      :attr:`address`).
+    * ``bootstrap``: routers used as first contacts. ``None`` means the public routers
+      (:data:`~mldht.runtime.bootstrap.PUBLIC_ROUTERS`); a list of (host, port) replaces
+      them; an empty list means none. The nodes saved in ``state_dir`` are pinged in
+      every case.
+    * ``state_dir``: where the node id, the routing table's good nodes and the stored
+      peers are saved (on exit and every 5 minutes), and BEP 44 items are kept; created
+      if missing. ``None``: nothing is saved and the id is new each run.
+    * ``read_only``: BEP 43, the node sends ``ro=1`` and answers no query.
+    * ``tunables``: fields of :class:`~mldht.core.node.NodeConfig` (``k``, ``alpha``,
+      ``query_timeout``, ``lookup_timeout``, ...); an unknown name raises ``TypeError``.
+
+    A node holds an anyio task group, so nodes entered in one task must be left in the
+    reverse order (or each run in a task of its own).
+    """
+
+    def __init__(
+        self,
+        bind: Addr = ("0.0.0.0", 6881),
+        bootstrap: Sequence[Addr] | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
+        **tunables: Any,
+    ) -> None:
+        host, port = bind
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise InvalidArgument(f"bind port out of range: {port!r}")
+        tunables.setdefault("ipv6", ":" in host)
+        self.config = NodeConfig(read_only=read_only, **tunables)
+        self._bind: Addr = (host, port)
+        self._routers: list[Addr] = list(
+            _bootstrap.PUBLIC_ROUTERS if bootstrap is None else bootstrap
+        )
+        # Nodes the user named are ordinary neighbours once they answer; the public
+        # routers are first contacts only (BEP 5 asks not to put them in tables).
+        self._routers_are_nodes = bootstrap is not None
+        self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
+        self._rng = random.Random(os.urandom(16))
+        # A lookup ends within lookup_timeout, its store phase within one more
+        # query_timeout (core); this bound only catches a core that broke its promise.
+        self._op_bound = self.config.lookup_timeout + 2 * self.config.query_timeout + 10.0
+        self._state_obj: NodeState | None = None
+        self._sock_obj: UDPSocket | None = None
+        self._address: Addr | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._waiters: dict[int, _Waiter] = {}
+        self._closed = False
+        self._item_backend: ItemBackend | None = None
+        self._saved_nodes: tuple[NodeInfo, ...] = ()
+        self.receive_errors = 0
+        """Datagrams whose handling raised (logged at debug and dropped)."""
+        self.send_errors = 0
+        """Datagrams the OS refused to send (logged at debug and dropped)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> DHTNode:
+        if self._stack is not None:
+            raise MldhtError("a DHTNode can be entered only once")
+        self._stack = AsyncExitStack()
+        try:
+            await self._start(self._stack)
+        except BaseException:
+            self._closed = True
+            await self._stack.aclose()
+            self._close_backend()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._stack is not None and self._tg is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._closed = True
+            for waiter in self._waiters.values():
+                waiter.close()
+            self._waiters.clear()
+            self._save(final=True)
+            self._close_backend()
+
+    async def _start(self, stack: AsyncExitStack) -> None:
+        saved: persist.SavedState | None = None
+        if self._state_dir is not None:
+            saved = persist.load_state(self._state_dir)
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+            self._item_backend = self._open_item_backend(self._state_dir)
+        node_id = saved.node_id if saved is not None else random_id(self._rng)
+        now = _now()
+        self._state_obj = state = NodeState(
+            node_id, self._rng, now, self.config, item_backend=self._item_backend
+        )
+        if saved is not None:
+            stored = state.peer_store.load(saved.peers, now)
+            self._saved_nodes = tuple(n for n in saved.nodes if n.id != node_id)
+            log.info(
+                "loaded state: id %s, %d saved nodes, %d peers",
+                node_id.hex(),
+                len(self._saved_nodes),
+                stored,
+            )
+        family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
+            socket.AF_INET6 if self.config.ipv6 else socket.AF_INET
+        )
+        host, port = self._bind
+        self._sock_obj = sock = await anyio.create_udp_socket(
+            family=family, local_host=host, local_port=port
+        )
+        stack.push_async_callback(sock.aclose)
+        local = sock.extra(SocketAttribute.local_address)
+        self._address = (str(local[0]), int(local[1]))
+        self._family = family
+
+        self._send_wake = anyio.Event()
+        self._timer_wake = anyio.Event()
+        self._timer_at = math.inf
+        self._ready = anyio.Event()
+        self._contacts = anyio.Event()
+        self._tg = await stack.enter_async_context(anyio.create_task_group())
+        self._tg.start_soon(self._receive_loop)
+        self._tg.start_soon(self._sender_loop)
+        self._tg.start_soon(self._timer_loop)
+        self._tg.start_soon(self._join)
+        if self._state_dir is not None:
+            self._tg.start_soon(self._autosave_loop)
+        log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
+
+    @staticmethod
+    def _open_item_backend(state_dir: Path) -> ItemBackend | None:
+        try:  # written separately; the node works (items in memory) without it
+            from .item_db import SQLiteItemBackend
+        except ImportError:
+            return None
+        backend: ItemBackend = SQLiteItemBackend(state_dir / persist.ITEMS_FILE)
+        return backend
+
+    def _close_backend(self) -> None:
+        backend, self._item_backend = self._item_backend, None
+        close = getattr(backend, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.warning("closing the item database failed", exc_info=True)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def _state(self) -> NodeState:
+        if self._state_obj is None:
+            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+        return self._state_obj
+
+    @property
+    def state(self) -> NodeState:
+        """The core state machine (to inspect; drive the node through this class)."""
+        return self._state
+
+    @property
+    def node_id(self) -> bytes:
+        """Our 20-byte node id (it changes if BEP 42 regenerates it)."""
+        return self._state.node_id
+
+    @property
+    def address(self) -> Addr:
+        """The (host, port) actually bound, also when port 0 was asked."""
+        if self._address is None:
+            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+        return self._address
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: the core's (queries_in, queries_out, ...) and the runtime's."""
+        out = dict(self._state.stats)
+        out["receive_errors"] = self.receive_errors
+        out["send_errors"] = self.send_errors
+        return out
+
+    def routing_table_snapshot(self) -> dict[str, Any]:
+        """The routing table as a JSON-able dict (buckets, nodes, replacements)."""
+        return self._state.routing.snapshot(_now())
+
+    def dump_state(self) -> dict[str, Any]:
+        """A JSON-able dump of the node: id, address, table, store sizes, counters."""
+        out = self._state.snapshot(_now())
+        out["address"] = format_addr(self.address)
+        out["read_only"] = self.config.read_only
+        out["stats"] = dict(out.get("stats", {}), **self.stats)
+        return out
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the routing table holds a node; False if ``timeout`` passed first."""
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            await self._ready.wait()
+        return self._ready.is_set()
+
+    # --------------------------------------------------------------------- tasks
+
+    def _after_change(self) -> None:
+        """After every call into the core: dispatch its events, wake sender and timer."""
+        state = self._state
+        while (event := state.next_event()) is not None:
+            if isinstance(event, ExternalAddressChanged):
+                log.info(
+                    "external IP is %s (BEP 42 vote); node id now %s",
+                    event.ip,
+                    event.node_id.hex(),
+                )
+                continue
+            terminal = not isinstance(event, PeersFound)
+            waiter = self._waiters.pop(event.op, None) if terminal else self._waiters.get(event.op)
+            if waiter is not None:
+                waiter.push(event, terminal)
+        self._send_wake.set()
+        if not self._ready.is_set() and len(state.routing):
+            self._ready.set()
+        deadline = state.next_deadline()
+        if deadline is not None and deadline < self._timer_at:
+            self._timer_wake.set()
+
+    async def _receive_loop(self) -> None:
+        sock = self._sock_obj
+        assert sock is not None
+        state = self._state
+        failures = 0
+        while True:
+            try:
+                data, addr = await sock.receive()
+            except (anyio.ClosedResourceError, anyio.EndOfStream):
+                return
+            except (anyio.BrokenResourceError, OSError) as exc:
+                # e.g. an ICMP error surfaced on the socket: not fatal for a UDP server,
+                # but do not spin if the socket really is broken.
+                failures += 1
+                log.debug("receive failed: %r", exc)
+                await anyio.sleep(min(0.001 * failures, 1.0))
+                continue
+            failures = 0
+            try:
+                state.receive_datagram(data, (str(addr[0]), int(addr[1])), _now())
+                self._after_change()
+            except Exception:  # a datagram must never take the node down
+                self.receive_errors += 1
+                log.debug("error handling a datagram from %r", addr, exc_info=True)
+
+    async def _sender_loop(self) -> None:
+        sock = self._sock_obj
+        assert sock is not None
+        state = self._state
+        while True:
+            batch = state.datagrams_to_send()
+            if not batch:
+                self._send_wake = anyio.Event()
+                await self._send_wake.wait()
+                continue
+            for data, (host, port) in batch:
+                try:
+                    await sock.sendto(data, host, port)
+                except anyio.ClosedResourceError:
+                    return
+                except Exception as exc:  # ICMP unreachable, no route, bad address, ...
+                    self.send_errors += 1
+                    log.debug("sending to %s failed: %r", format_addr((host, port)), exc)
+
+    async def _timer_loop(self) -> None:
+        state = self._state
+        last_fired: float | None = None
+        while True:
+            now = _now()
+            deadline = state.next_deadline()
+            if deadline is not None and deadline <= now:
+                if deadline == last_fired:
+                    # The core did not move this deadline on: do not spin on it.
+                    await anyio.sleep(0.01)
+                    now = _now()
+                last_fired = deadline
+                try:
+                    state.handle_timer(now)
+                    self._after_change()
+                except Exception:
+                    log.exception("error in the node's timer")
+                await anyio.lowlevel.checkpoint()
+                continue
+            self._timer_at = math.inf if deadline is None else deadline
+            self._timer_wake = anyio.Event()
+            with anyio.move_on_after(self._timer_at - now):
+                await self._timer_wake.wait()
+            self._timer_at = math.inf
+
+    async def _join(self) -> None:
+        await _bootstrap.join_forever(
+            routers=self._routers,
+            saved=[n.addr for n in self._saved_nodes],
+            family=self._family,
+            ping=self._ping_quietly,
+            self_lookup=self._self_lookup,
+            table_size=lambda: len(self._state.routing),
+            on_contacts=self._contacts.set,
+        )
+
+    async def _ping_quietly(self, addr: Addr) -> None:
+        with contextlib.suppress(MldhtError):
+            await self.add_node(addr)
+
+    async def _self_lookup(self, routers: list[Addr]) -> bool:
+        """BEP 5 self-lookup from ``routers`` and the table; True if any node answered."""
+        before = self._state.stats["responses_in"]
+
+        def start(now: float) -> int:
+            op = self._state.bootstrap(routers, now, as_nodes=self._routers_are_nodes)
+            # From now on every lookup starts at the routers too (core).
+            self._contacts.set()
+            return op
+
+        with contextlib.suppress(MldhtError):
+            await self._run(start)
+        # Any answer meanwhile (a router knowing no one, a saved node) shows the network
+        # is reachable; the lookup's own result omits routers by design.
+        return self._state.stats["responses_in"] > before
+
+    async def _autosave_loop(self) -> None:
+        while True:
+            await anyio.sleep(SAVE_INTERVAL)
+            self._save(final=False)
+
+    def _save(self, final: bool) -> None:
+        if self._state_dir is None or self._state_obj is None:
+            return
+        state = self._state_obj
+        now = _now()
+        try:
+            nodes = state.good_nodes(now)
+            if len(nodes) < self.config.k:
+                # A thin table (offline for a while, or a tiny network): keep the nodes
+                # saved before too, so an outage does not erase what a restart needs.
+                ids = {n.id for n in nodes}
+                addrs = {n.addr for n in nodes}
+                nodes += [n for n in self._saved_nodes if n.id not in ids and n.addr not in addrs]
+            doc = persist.state_document(state.node_id, nodes, state.peer_store.dump(now))
+            path = persist.save_state(self._state_dir, doc)
+        except Exception as exc:
+            log.warning("could not save the node state in %s: %s", self._state_dir, exc)
+            return
+        log.log(
+            logging.INFO if final else logging.DEBUG,
+            "saved %d nodes to %s",
+            len(nodes),
+            path,
+        )
+
+    # ---------------------------------------------------------------- operations
+
+    def _check_open(self) -> None:
+        if self._closed or self._state_obj is None:
+            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+
+    def _begin(self, start: Callable[[float], int]) -> tuple[int, _Waiter]:
+        """Start an op in the core and register its waiter before any event is read."""
+        self._check_open()
+        op = start(_now())
+        waiter = self._waiters[op] = _Waiter()
+        self._after_change()
+        return op, waiter
+
+    async def _run(self, start: Callable[[float], int], *, lookup: bool = False) -> Event:
+        """Start an op and return its terminal event (bounded; QueryTimeout past it)."""
+        self._check_open()
+        op: int | None = None
+        with anyio.move_on_after(self._op_bound):
+            if lookup:
+                # Lookups start from the routers: wait until the join loop gave them.
+                await self._contacts.wait()
+            op, waiter = self._begin(start)
+            try:
+                while True:
+                    event = await waiter.next()
+                    if event is None:
+                        raise MldhtError("the DHTNode was closed")
+                    if not isinstance(event, PeersFound):
+                        return event
+            finally:
+                self._waiters.pop(op, None)
+        raise QueryTimeout(f"operation did not end within {self._op_bound:.0f} s")
+
+    async def _resolve(self, addr: Addr) -> Addr:
+        found = await _bootstrap.resolve(addr, self._family)
+        if not found:
+            raise InvalidArgument(f"cannot resolve {format_addr(addr)} to an address")
+        return found[0]
+
+    async def ping(self, addr: Addr) -> bytes:
+        """Ping ``addr`` (host, port); returns the remote node id.
+
+        Raises :class:`QueryTimeout` when it does not answer in ``query_timeout``.
+        """
+        target = await self._resolve(addr)
+        event = await self._run(lambda now: self._state.ping(target, now))
+        assert isinstance(event, PingDone)
+        if event.node_id is None:
+            raise QueryTimeout(f"no answer from {format_addr(target)}")
+        return event.node_id
+
+    async def add_node(self, addr: Addr) -> bytes:
+        """Ping ``addr``; it enters the routing table if it answers. Returns its id.
+
+        Raises :class:`QueryTimeout` when it does not answer.
+        """
+        target = await self._resolve(addr)
+        event = await self._run(lambda now: self._state.add_node(target, now))
+        assert isinstance(event, PingDone)
+        if event.node_id is None:
+            raise QueryTimeout(f"no answer from {format_addr(target)}")
+        return event.node_id
+
+    async def find_node(self, target: bytes) -> list[NodeInfo]:
+        """Iterative find_node: the closest nodes to ``target`` that answered."""
+        tid = _to_id(target)
+        event = await self._run(lambda now: self._state.find_node(tid, now), lookup=True)
+        assert isinstance(event, LookupDone)
+        return list(event.nodes)
+
+    async def get_peers(self, info_hash: bytes | str) -> list[Addr]:
+        """Iterative get_peers: every peer found, as (ip, port), in the order found.
+
+        ``info_hash`` is 20 bytes, or text: 40 hex digits, 32 base32 or a magnet URI.
+        """
+        return [peer async for peer in self.iter_peers(info_hash)]
+
+    def iter_peers(self, info_hash: bytes | str) -> PeerIterator:
+        """Stream the peers of ``info_hash`` as nodes return them (each once)::
+
+        async for ip, port in node.iter_peers(info_hash): ...
+        """
+        return PeerIterator(self, _to_infohash(info_hash))
+
+    async def announce(self, info_hash: bytes | str, port: int | None = None) -> int:
+        """Announce that we are a peer of ``info_hash``; returns how many nodes accepted.
+
+        ``port=None`` sends ``implied_port=1``: the receivers use our UDP source port.
+        """
+        ih = _to_infohash(info_hash)
+        if port is not None and not 0 < port < 65536:
+            raise InvalidArgument(f"port out of range (1-65535): {port}")
+        event = await self._run(lambda now: self._state.announce(ih, port, now), lookup=True)
+        assert isinstance(event, AnnounceDone)
+        return event.accepted
+
+    async def sample_infohashes(self, addr: Addr, target: bytes) -> SampleDone:
+        """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""
+        tid = _to_id(target)
+        dest = await self._resolve(addr)
+        event = await self._run(lambda now: self._state.sample_infohashes(dest, tid, now))
+        assert isinstance(event, SampleDone)
+        return event
+
+    async def get_item(
+        self, target: bytes, *, salt: bytes = b"", mutable: bool | None = None
+    ) -> Item | None:
+        """BEP 44 get: the valid item with ``target`` (highest seq), or None."""
+        tid = _to_id(target)
+        event = await self._run(
+            lambda now: self._state.get_item(tid, now, salt=salt, mutable=mutable), lookup=True
+        )
+        assert isinstance(event, GetDone)
+        return event.item
+
+    async def put_immutable(self, v_bencoded: bytes) -> PutDone:
+        """BEP 44 put of an immutable item (``v`` given bencoded)."""
+
+        def start(now: float) -> int:
+            try:
+                return self._state.put_immutable(v_bencoded, now)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+
+        event = await self._run(start, lookup=True)
+        assert isinstance(event, PutDone)
+        return event
+
+    async def put_mutable(
+        self,
+        v_bencoded: bytes,
+        keypair: KeyPair,
+        *,
+        salt: bytes = b"",
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> PutDone:
+        """BEP 44 put of a mutable item signed with ``keypair`` (``seq=None``: newest + 1)."""
+
+        def start(now: float) -> int:
+            try:
+                return self._state.put_mutable(
+                    v_bencoded, now, keypair=keypair, salt=salt, seq=seq, cas=cas
+                )
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+
+        event = await self._run(start, lookup=True)
+        assert isinstance(event, PutDone)
+        return event
+
+
+class PeerIterator(AsyncIterator[Addr]):
+    """The async iterator returned by :meth:`DHTNode.iter_peers`.
+
+    The lookup starts at the first ``__anext__``; iteration ends when it does (or at the
+    runtime's bound). Leaving early is fine: the lookup finishes in the background.
+    """
+
+    def __init__(self, node: DHTNode, info_hash: bytes) -> None:
+        self._node = node
+        self._info_hash = info_hash
+        self._op: int | None = None
+        self._waiter: _Waiter | None = None
+        self._deadline = math.inf
+        self._buffer: deque[Addr] = deque()
+        self._seen: set[Addr] = set()
+        self._finished = False
+
+    def __aiter__(self) -> PeerIterator:
+        return self
+
+    async def __anext__(self) -> Addr:
+        node = self._node
+        while not self._buffer:
+            if self._finished:
+                raise StopAsyncIteration
+            remaining = self._deadline - _now()
+            if self._waiter is None:
+                node._check_open()
+                self._deadline = _now() + node._op_bound
+                remaining = node._op_bound
+                with anyio.move_on_after(remaining):
+                    await node._contacts.wait()
+                self._op, self._waiter = node._begin(self._start)
+                continue
+            event: Event | None = None
+            timed_out = True
+            with anyio.move_on_after(max(remaining, 0.0)):
+                event = await self._waiter.next()
+                timed_out = False
+            if timed_out:
+                self._finish()
+                log.debug("get_peers lookup passed the runtime's bound")
+                raise StopAsyncIteration
+            if event is None:  # the node closed under us
+                self._finish()
+                raise MldhtError("the DHTNode was closed")
+            if isinstance(event, PeersFound | LookupDone):
+                self._take(event.peers)
+            if not isinstance(event, PeersFound):
+                self._finish()
+        return self._buffer.popleft()
+
+    def _start(self, now: float) -> int:
+        return self._node._state.get_peers(self._info_hash, now)
+
+    def _take(self, peers: Sequence[Addr]) -> None:
+        for peer in peers:
+            if peer not in self._seen:
+                self._seen.add(peer)
+                self._buffer.append(peer)
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self._op is not None:
+            self._node._waiters.pop(self._op, None)
+
+    async def aclose(self) -> None:
+        """Stop listening (the lookup itself ends on its own in the core)."""
+        self._finish()
+        self._buffer.clear()

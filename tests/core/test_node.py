@@ -112,19 +112,29 @@ def test_announce_with_token_then_get_peers() -> None:
     r = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}))
     token = r[b"r"][b"token"]
     assert b"values" not in r[b"r"]
-    ok = ask(node, q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": ih, b"port": 51413,
-                                        b"token": token}))
+    ok = ask(
+        node,
+        q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": ih, b"port": 51413, b"token": token}),
+    )
     assert ok[b"y"] == b"r"
     # implied_port: the UDP source port is stored, not the port argument
     other = ("127.0.0.3", 7001)
     t2 = ask(node, q(b"get_peers", {b"id": b"d" * 20, b"info_hash": ih}), other)[b"r"][b"token"]
-    ok2 = ask(node, q(b"announce_peer", {b"id": b"d" * 20, b"info_hash": ih, b"port": 1,
-                                         b"implied_port": 1, b"token": t2}), other)
+    ok2 = ask(
+        node,
+        q(
+            b"announce_peer",
+            {b"id": b"d" * 20, b"info_hash": ih, b"port": 1, b"implied_port": 1, b"token": t2},
+        ),
+        other,
+    )
     assert ok2[b"y"] == b"r"
     r = ask(node, q(b"get_peers", {b"id": b"e" * 20, b"info_hash": ih}), ("127.0.0.4", 1))
     values = {bytes(v) for v in r[b"r"][b"values"]}
-    assert values == {bytes([127, 0, 0, 2]) + (51413).to_bytes(2, "big"),
-                      bytes([127, 0, 0, 3]) + (7001).to_bytes(2, "big")}
+    assert values == {
+        bytes([127, 0, 0, 2]) + (51413).to_bytes(2, "big"),
+        bytes([127, 0, 0, 3]) + (7001).to_bytes(2, "big"),
+    }
 
 
 def test_announce_bad_token_and_foreign_ip() -> None:
@@ -146,8 +156,10 @@ def test_announce_bad_token_and_foreign_ip() -> None:
 def test_token_withheld_when_store_full() -> None:
     node = make_node(max_infohashes=1)
     t = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": b"A" * 20}))[b"r"][b"token"]
-    ask(node, q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": b"A" * 20, b"port": 9,
-                                   b"token": t}))
+    ask(
+        node,
+        q(b"announce_peer", {b"id": b"c" * 20, b"info_hash": b"A" * 20, b"port": 9, b"token": t}),
+    )
     r = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": b"B" * 20}))
     assert b"token" not in r[b"r"]
 
@@ -163,11 +175,24 @@ def test_unknown_method_204_and_malformed_203() -> None:
     assert ask(node, b"garbage") is None
 
 
-def _mutable_put(kp: bep44.KeyPair, token: bytes, v: Any, seq: int, salt: bytes = b"",
-                 cas: int | None = None, sig: bytes | None = None) -> bytes:
+def _mutable_put(
+    kp: bep44.KeyPair,
+    token: bytes,
+    v: Any,
+    seq: int,
+    salt: bytes = b"",
+    cas: int | None = None,
+    sig: bytes | None = None,
+) -> bytes:
     vb = bencode(v)
-    a = {b"id": b"c" * 20, b"token": token, b"k": kp.public_key, b"seq": seq,
-         b"sig": sig or kp.sign_item(vb, seq, salt), b"v": v}
+    a = {
+        b"id": b"c" * 20,
+        b"token": token,
+        b"k": kp.public_key,
+        b"seq": seq,
+        b"sig": sig or kp.sign_item(vb, seq, salt),
+        b"v": v,
+    }
     if salt:
         a[b"salt"] = salt
     if cas is not None:
@@ -207,9 +232,9 @@ def test_bep44_server_paths() -> None:
     imm = bep44.immutable_target(v)
     assert imm.hex() == "e5f96f6f38320f0f33959cb4d3d656452117aadb"
     tok = ask(node, q(b"get", {b"id": b"c" * 20, b"target": imm}))[b"r"][b"token"]
-    assert ask(node, q(b"put", {b"id": b"c" * 20, b"token": tok, b"v": b"Hello World!"}))[
-        b"y"
-    ] == b"r"
+    assert (
+        ask(node, q(b"put", {b"id": b"c" * 20, b"token": tok, b"v": b"Hello World!"}))[b"y"] == b"r"
+    )
     assert ask(node, q(b"get", {b"id": b"c" * 20, b"target": imm}))[b"r"][b"v"] == b"Hello World!"
 
 
@@ -288,12 +313,35 @@ hostile_values = st.recursive(
     max_leaves=12,
 )
 arg_keys = st.sampled_from(
-    [b"id", b"target", b"info_hash", b"port", b"token", b"implied_port", b"want", b"v", b"k",
-     b"seq", b"sig", b"salt", b"cas", b"noseed", b"scrape"]
+    [
+        b"id",
+        b"target",
+        b"info_hash",
+        b"port",
+        b"token",
+        b"implied_port",
+        b"want",
+        b"v",
+        b"k",
+        b"seq",
+        b"sig",
+        b"salt",
+        b"cas",
+        b"noseed",
+        b"scrape",
+    ]
 )
 methods = st.sampled_from(
-    [b"ping", b"find_node", b"get_peers", b"announce_peer", b"get", b"put",
-     b"sample_infohashes", b"vote"]
+    [
+        b"ping",
+        b"find_node",
+        b"get_peers",
+        b"announce_peer",
+        b"get",
+        b"put",
+        b"sample_infohashes",
+        b"vote",
+    ]
 )
 
 
@@ -336,3 +384,33 @@ def test_bep51_samples_bounded_and_reused_until_interval() -> None:
     assert ask(node, sq, now=30.0)[b"r"][b"samples"] == r1[b"samples"]
     later = [ask(node, sq, now=62.0 + i * 61)[b"r"][b"samples"] for i in range(3)]
     assert any(s != r1[b"samples"] for s in later)
+
+
+def test_bep42_vote_regenerates_the_node_id() -> None:
+    from mldht.core import bep42
+    from mldht.core.events import ExternalAddressChanged
+
+    node = make_node()
+    old = node.node_id
+    external = ("203.0.113.7", 6881)
+
+    def answered_ping(voter: tuple[str, int], reported: tuple[str, int]) -> None:
+        node.ping(voter, 1.0)
+        t = bdecode(node.datagrams_to_send()[0][0])[b"t"]
+        reply = krpc.encode_response(t, krpc.PingResponse(voter[0].encode()[:1] * 20), ip=reported)
+        node.receive_datagram(reply, voter, 1.1)
+
+    answered_ping(("198.51.100.1", 1), external)
+    answered_ping(("198.51.100.2", 1), external)  # same /24: one vote
+    assert node.node_id == old
+    answered_ping(("192.0.2.1", 1), ("10.0.0.1", 6881))  # private reports are ignored
+    answered_ping(("192.0.2.2", 1), external)
+    assert node.node_id == old, "two distinct voters are not enough"
+    answered_ping(("100.1.2.3", 1), external)
+    assert node.node_id != old
+    assert bep42.is_valid_node_id(node.node_id, external[0], honor_exemptions=False)
+    events = []
+    while (ev := node.next_event()) is not None:
+        events.append(ev)
+    assert ExternalAddressChanged(external[0], node.node_id) in events
+    assert node.external_ip == external[0]

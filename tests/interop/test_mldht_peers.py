@@ -149,7 +149,7 @@ async def _bdht_network(
 async def test_bdht_announces_we_find_it(make_bdht: MakeBdht, loopback: Callable[[], Addr]) -> None:
     infohash = random.Random("bdht-announce").randbytes(20)
     async with AsyncExitStack() as stack:
-        a, b, bd = await _bdht_network(stack, make_bdht, loopback)
+        _a, b, bd = await _bdht_network(stack, make_bdht, loopback)
         assert await call(bd.announce, infohash, 6892) >= 1
         peers = await b.get_peers(infohash)
         assert (bd.addr[0], 6892) in peers

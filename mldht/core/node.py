@@ -253,10 +253,6 @@ class NodeState:
     def node_id(self) -> bytes:
         return self._id
 
-    @property
-    def _nodes_key(self) -> bytes:
-        return b"nodes6" if self.config.ipv6 else b"nodes"
-
     # --------------------------------------------------------------------- outputs
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
@@ -513,8 +509,8 @@ class NodeState:
 
     def _maybe_ping(self, addr: Addr, now: float) -> None:
         last = self._recently_pinged.get(addr)
-        if last is not None and now - last < 300.0:
-            return
+        if (last is not None and now - last < 300.0) or self._tx.full:
+            return  # a flood of new queriers must not grow our pending table unbounded
         if len(self._recently_pinged) > 10_000:
             self._recently_pinged.clear()
         self._recently_pinged[addr] = now

@@ -411,3 +411,27 @@ def test_bep42_vote_regenerates_the_node_id() -> None:
         events.append(ev)
     assert ExternalAddressChanged(external[0], node.node_id) in events
     assert node.external_ip == external[0]
+
+
+def test_ipv6_node_answers_with_nodes6_and_18_byte_values() -> None:
+    node = make_node(ipv6=True)
+    for i in range(10):
+        node.routing.node_responded(
+            NodeInfo(random.Random(i).randbytes(20), (f"2001:db8::{i + 1:x}", 6881)), 0.0
+        )
+    asker = ("2001:db8::ff", 7000)
+    r = ask(node, q(b"find_node", {b"id": b"c" * 20, b"target": b"t" * 20}), asker)[b"r"]
+    assert b"nodes" not in r and len(decode_nodes(r[b"nodes6"], ipv6=True)) == 8
+    # BEP 32 want: asking for n4 from an IPv6 node gets an (empty) nodes, n6 gets nodes6
+    r = ask(
+        node,
+        q(b"find_node", {b"id": b"c" * 20, b"target": b"t" * 20, b"want": [b"n4", b"n6"]}),
+        asker,
+    )[b"r"]
+    assert r[b"nodes"] == b"" and len(r[b"nodes6"]) == 8 * 38
+    ih = b"6" * 20
+    tok = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}), asker)[b"r"][b"token"]
+    a = {b"id": b"c" * 20, b"info_hash": ih, b"port": 1, b"implied_port": 1, b"token": tok}
+    assert ask(node, q(b"announce_peer", a), asker)[b"y"] == b"r"
+    r = ask(node, q(b"get_peers", {b"id": b"d" * 20, b"info_hash": ih}), ("2001:db8::fe", 1))
+    assert [len(v) for v in r[b"r"][b"values"]] == [18]

@@ -95,6 +95,8 @@ class NodeConfig:
     rate_limit: float = 100.0
     """Queries per second accepted from one IP (token bucket, burst = 2 s worth)."""
     maintenance_interval: float = 5.0
+    restrict_ips: bool = True
+    """One routing table entry per IP (libtorrent's dht_restrict_routing_ips)."""
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -618,6 +620,7 @@ class NodeState:
             rng=self._rng,
             k=self.config.k,
             prefer=lambda n: bep42.is_valid_node_id(n.id, n.addr[0]),
+            one_per_ip=self.config.restrict_ips,
         )
 
     def set_node_id(self, node_id: bytes, now: float) -> None:

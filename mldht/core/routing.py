@@ -146,6 +146,7 @@ class RoutingTable:
         ping_interval: float = 5 * 60.0,
         recent_pings: int = 1024,
         prefer: Callable[[NodeInfo], bool] | None = None,
+        one_per_ip: bool = True,
     ) -> None:
         if len(own_id) != ID_LEN:
             raise InvalidArgument(f"own id must be {ID_LEN} bytes, got {len(own_id)}")
@@ -177,7 +178,11 @@ class RoutingTable:
         self._buckets: list[_Bucket] = [_Bucket(0, self._limit(0), None)]
         # live entries and cached entries alike: one entry per id and one per IP
         self._by_id: dict[bytes, RoutingEntry] = {}
-        self._by_ip: dict[str, RoutingEntry] = {}
+        # One entry per IP (libtorrent); ``one_per_ip=False`` relaxes it to one per
+        # ip:port, for networks sharing one address (IPv6 loopback tests), as libtorrent's
+        # dht_restrict_routing_ips=false does.
+        self._one_per_ip = one_per_ip
+        self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
         # buckets that may need a questionable node pinged (an ordered set)
         self._dirty: dict[_Bucket, None] = {}
@@ -299,7 +304,7 @@ class RoutingTable:
             # nobody can take over a good node's place by claiming its id.
             if not self._is_bad(entry):
                 return
-        holder = self._by_ip.get(node.addr[0])
+        holder = self._by_ip.get(self._ip_key(node.addr))
         # One entry per IP. The same ip:port with a new id means the node restarted with a
         # new id (libtorrent evicts the old one); another port on the same IP is turned
         # away unless the entry holding the IP is bad.
@@ -318,7 +323,7 @@ class RoutingTable:
             version=version,
         )
         self._by_id[node.id] = entry
-        self._by_ip[node.addr[0]] = entry
+        self._by_ip[self._ip_key(node.addr)] = entry
         self._place(entry, now)
         for bucket in emptied:
             self._refill(bucket, now)
@@ -374,7 +379,7 @@ class RoutingTable:
                 return entry.in_table and self._is_bad(entry) and self._may_ping(node, now)
             if not self._is_bad(entry):
                 return False
-        holder = self._by_ip.get(node.addr[0])
+        holder = self._by_ip.get(self._ip_key(node.addr))
         if (
             holder is not None
             and holder is not entry
@@ -518,6 +523,9 @@ class RoutingTable:
 
     # ------------------------------------------------------------------ internals
 
+    def _ip_key(self, addr: Addr) -> object:
+        return addr[0] if self._one_per_ip else addr
+
     def _limit(self, index: int) -> int:
         return self._far_sizes[index] if index < len(self._far_sizes) else self._k
 
@@ -641,8 +649,8 @@ class RoutingTable:
         """Drop an entry that is in no bucket any more from the indexes."""
         if self._by_id.get(entry.node.id) is entry:
             del self._by_id[entry.node.id]
-        if self._by_ip.get(entry.node.addr[0]) is entry:
-            del self._by_ip[entry.node.addr[0]]
+        if self._by_ip.get(self._ip_key(entry.node.addr)) is entry:
+            del self._by_ip[self._ip_key(entry.node.addr)]
 
     def _evict(self, entry: RoutingEntry) -> list[_Bucket]:
         """Remove an entry wherever it is; returns the bucket it left a place in, if any."""

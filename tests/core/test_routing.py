@@ -768,3 +768,19 @@ def test_random_event_sequences_keep_the_table_consistent(seed: int, steps: int)
         assert entry is not None and entry.in_table and entry.node == node
     target = rng.randbytes(20)
     assert table.closest(target, 16) == brute_force(table, target, 16, now)
+
+
+def test_one_per_ip_can_be_relaxed_to_one_per_address() -> None:
+    import random as _random
+
+    from mldht.core.compact import NodeInfo as _NodeInfo
+    from mldht.core.routing import RoutingTable as _Table
+
+    rng = _random.Random(3)
+    strict = _Table(b"\x00" * 20, rng)
+    relaxed = _Table(b"\x00" * 20, rng, one_per_ip=False)
+    for port in range(1000, 1005):
+        node = _NodeInfo(rng.randbytes(20), ("::1", port))
+        strict.node_responded(node, 0.0)
+        relaxed.node_responded(node, 0.0)
+    assert len(strict) == 1 and len(relaxed) == 5

@@ -344,3 +344,33 @@ def test_run_prefers_uvloop_on_asyncio() -> None:
     installed = importlib.util.find_spec("uvloop") is not None
     assert loop.startswith("uvloop" if installed else "asyncio")
     assert run(which, 1, backend="trio")[0] == "trio"
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_nodes_on_loopback() -> None:
+    async with AsyncExitStack() as stack:
+        # every node shares ::1, so relax the one-node-per-IP rule
+        kw = dict(FAST, restrict_ips=False)
+        seed = await stack.enter_async_context(DHTNode(bind=("::1", 0), bootstrap=[], **kw))
+        others = [
+            await stack.enter_async_context(
+                DHTNode(bind=("::1", 0), bootstrap=[seed.address], **kw)
+            )
+            for _ in range(3)
+        ]
+        await wait_until(
+            lambda: all(len(n.state.routing) == 3 for n in [seed, *others]), 10, "v6 tables"
+        )
+        assert await others[0].announce(INFOHASH, 6881) >= 2
+        assert ("::1", 6881) in await others[1].get_peers(INFOHASH)
+        found = await others[2].find_node(others[1].node_id)
+        assert NodeInfo(others[1].node_id, others[1].address) in found

@@ -64,7 +64,7 @@ class NodeProcess:
         )
         self._buf = b""
 
-    def line(self, timeout: float = 10.0) -> str:
+    def line(self, timeout: float = 30.0) -> str:
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buf:
@@ -78,7 +78,7 @@ class NodeProcess:
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode()
 
-    def event(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+    def event(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
         """The next JSON line whose ``event`` is ``name``."""
         deadline = time.monotonic() + timeout
         while True:

@@ -16,6 +16,7 @@ __all__ = [
     "decode_peers",
     "encode_nodes",
     "encode_peer",
+    "ip_from_bytes",
     "ip_to_bytes",
     "is_ipv6",
 ]
@@ -55,7 +56,8 @@ def ip_to_bytes(ip: str) -> bytes:
         raise DecodeError(f"not an IP address: {ip!r}") from None
 
 
-def _ip_from_bytes(raw: bytes) -> str:
+def ip_from_bytes(raw: bytes) -> str:
+    """Text form of a packed IPv4 (4 bytes) or IPv6 (16 bytes) address."""
     if len(raw) == 4:
         return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
     return str(ipaddress.IPv6Address(raw))
@@ -76,7 +78,7 @@ def decode_peer(raw: bytes) -> Addr:
     port = int.from_bytes(raw[-2:], "big")
     if port == 0:
         raise DecodeError("compact peer with port 0")
-    return (_ip_from_bytes(raw[:-2]), port)
+    return (ip_from_bytes(raw[:-2]), port)
 
 
 def decode_peers(values: Iterable[object]) -> list[Addr]:
@@ -89,7 +91,7 @@ def decode_peers(values: Iterable[object]) -> list[Addr]:
         if isinstance(raw, bytes) and len(raw) in (6, 18):
             port = int.from_bytes(raw[-2:], "big")
             if port:
-                out.append((_ip_from_bytes(raw[:-2]), port))
+                out.append((ip_from_bytes(raw[:-2]), port))
     return out
 
 
@@ -113,5 +115,5 @@ def decode_nodes(raw: bytes, ipv6: bool = False) -> list[NodeInfo]:
         port = int.from_bytes(rec[-2:], "big")
         if port == 0:
             continue
-        out.append(NodeInfo(rec[:20], (_ip_from_bytes(rec[20:-2]), port)))
+        out.append(NodeInfo(rec[:20], (ip_from_bytes(rec[20:-2]), port)))
     return out

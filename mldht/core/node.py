@@ -70,8 +70,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeConfig", "NodeState"]
 
-MAX_VALUE_SIZE = 1000  # BEP 44: bencoded v
-MAX_SALT_SIZE = 64  # BEP 44
+MAX_VALUE_SIZE = bep44.MAX_VALUE_LEN  # BEP 44: bencoded v
+MAX_SALT_SIZE = bep44.MAX_SALT_LEN
 
 
 @dataclass

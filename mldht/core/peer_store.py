@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError, InvalidArgument
 from .bep42 import packed_ip
+from .compact import ip_from_bytes
 from .ids import ID_LEN
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
@@ -139,10 +140,6 @@ def _pack_ip(ip: str) -> bytes:
         raise InvalidArgument(f"not an IP address: {ip!r}") from None
 
 
-def _ip_text(raw: bytes) -> str:
-    if len(raw) == 4:
-        return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
-    return str(ipaddress.IPv6Address(raw))
 
 
 def _stamp_at(arr: bytes, index: int, size: int) -> int:
@@ -459,7 +456,7 @@ class PeerStore:
             family=family,
             max_bytes=max_bytes,
         )
-        return [(_ip_text(v[:-2]), int.from_bytes(v[-2:], "big")) for v in values]
+        return [(ip_from_bytes(v[:-2]), int.from_bytes(v[-2:], "big")) for v in values]
 
     def counts(self, infohash: bytes, now: float) -> tuple[int, int]:
         """(seeds, non-seeds) stored for ``infohash``."""
@@ -530,7 +527,7 @@ class PeerStore:
                         out.append(
                             [
                                 hx,
-                                _ip_text(arr[off : off + size - 6]),
+                                ip_from_bytes(arr[off : off + size - 6]),
                                 int.from_bytes(arr[off + size - 6 : off + size - 4], "big"),
                                 bool(stamp & 1),
                                 left,

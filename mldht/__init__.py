@@ -33,6 +33,7 @@ def __getattr__(name: str) -> Any:
         return getattr(runtime, name)
     raise AttributeError(f"module 'mldht' has no attribute {name!r}")
 
+
 logging.getLogger("mldht").addHandler(logging.NullHandler())  # quiet unless configured
 
 __version__ = "0.1.0"

@@ -1,8 +1,15 @@
 """The ``mldht`` command line (also ``python -m mldht``).
 
 One subcommand per task; each is an ``add_arguments`` function and an async handler
-registered in :func:`build_parser`, so new ones (``put``, ``get``, ``kv set``, ``crawl``)
-slot in beside ``node``, ``ping``, ``get-peers``, ``announce`` and ``dump``.
+registered in :func:`build_parser`: ``node``, ``ping``, ``get-peers``, ``announce``,
+``dump``, and the BEP 44 ones, ``put``, ``get`` and ``kv set`` / ``kv get``. Checks that
+depend on several arguments (``get --mutable PUBKEY``, where the key pair lives) run
+right after parsing, so they too end with one ``mldht: error: ...`` line and status 2.
+
+Item values: ``VALUE`` on the command line is stored as a bencoded string of its UTF-8
+bytes. A value read back is printed as text when it is a UTF-8 string, as hex (and said
+so on stderr, or ``"encoding": "hex"`` with ``--json``) when it is not, and as JSON when
+it is an int, list or dict (byte strings inside as text, or ``{"hex": ...}``).
 
 Exit status: 0 on success, 1 when the network did not give what was asked (no answer,
 nobody accepted), 2 on bad input (one ``mldht: error: ...`` line naming the argument).
@@ -26,10 +33,23 @@ from typing import Any, NoReturn
 
 import anyio
 
+from .core.bencode import BValue
+from .core.bep44 import MAX_SEQ, KeyPair, mutable_target, parse_btpk_magnet
 from .core.compact import Addr
+from .core.events import PutDone
 from .core.ids import parse_infohash
 from .errors import InvalidArgument, MldhtError, QueryTimeout
 from .runtime import persist
+from .runtime.items import (
+    IDENTITY_FILE,
+    as_public_key,
+    as_salt,
+    as_target,
+    encode_value,
+    kv_salt,
+    load_or_create_keypair,
+)
+from .runtime.keys import load_keypair
 from .runtime.node import DHTNode, format_addr, run
 
 __all__ = ["build_parser", "main", "parse_hostport"]
@@ -78,6 +98,58 @@ def _infohash_arg(text: str) -> bytes:
         return parse_infohash(text)
     except InvalidArgument as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _torrent_arg(text: str) -> bytes | tuple[bytes, bytes]:
+    """An info-hash, or ``(public key, salt)`` of a BEP 46 ``xs=urn:btpk:`` magnet link."""
+    if text.strip().lower().startswith("magnet:") and "urn:btpk:" in text.lower():
+        try:
+            return parse_btpk_magnet(text)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return _infohash_arg(text)
+
+
+def _value_arg(text: str) -> bytes:
+    """VALUE: its UTF-8 bytes (command-line bytes that are not UTF-8 come through as given).
+
+    Stored as a bencoded byte string; checked here to fit an item (1000 bytes bencoded).
+    """
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        encode_value(raw)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def _salt_arg(text: str) -> bytes:
+    try:
+        return as_salt(text.encode("utf-8", "surrogateescape"))
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key_arg(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        kv_salt(raw)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def _pubkey_arg(text: str) -> bytes:
+    try:
+        return as_public_key(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seq_arg(text: str) -> int:
+    if not text.isdigit() or int(text) > MAX_SEQ:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text!r}")
+    return int(text)
 
 
 def _port_arg(text: str) -> int:
@@ -132,9 +204,75 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 
 def _fail(message: str, status: int = 1) -> int:
+    _note(message)
+    return status
+
+
+def _note(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
     sys.stderr.flush()
-    return status
+
+
+def _json_value(value: BValue) -> Any:
+    """A decoded item value as JSON: UTF-8 strings as text, other bytes as ``{"hex": ...}``."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"hex": value.hex()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, v in value.items():
+            try:
+                name = key.decode("utf-8")
+            except UnicodeDecodeError:
+                name = "hex:" + key.hex()
+            out[name] = _json_value(v)
+        return out
+    return value
+
+
+def _print_value(
+    args: argparse.Namespace, value: BValue, seq: int | None, extra: dict[str, Any]
+) -> None:
+    """Print an item's value (and ``seq N`` after it, for a mutable item)."""
+    doc: dict[str, Any] = dict(extra)
+    if isinstance(value, bytes):
+        try:
+            text, encoding = value.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = value.hex(), "hex"
+        doc.update(value=text, encoding=encoding, seq=seq)
+        if encoding == "hex" and not args.json:
+            _note("the value is not UTF-8 text; printed as hex")
+    else:
+        text = json.dumps(_json_value(value))
+        doc.update(value=_json_value(value), seq=seq)
+    if args.json:
+        _out(json.dumps(doc))
+        return
+    _out(text)
+    if seq is not None:
+        _out(f"seq {seq}")
+
+
+def _unheard(node: DHTNode) -> str:
+    """A hint for "not found" when in fact no node answered at all."""
+    if node.stats.get("responses_in", 0) > 0:
+        return ""
+    return " (no DHT node answered: check --bootstrap and the network)"
+
+
+def _put_failed(done: PutDone) -> int | None:
+    """Exit status 1 with the reason when no node stored the item, else None."""
+    if done.accepted > 0:
+        return None
+    if done.errors:
+        reasons = "; ".join(sorted({f"{code} {message}" for code, message in done.errors}))
+        return _fail(f"every node refused the item: {reasons}")
+    return _fail("no DHT node stored the item (check --bootstrap and the network)")
 
 
 # ----------------------------------------------------------------------- commands
@@ -218,15 +356,31 @@ async def _cmd_ping(args: argparse.Namespace) -> int:
 
 async def _cmd_get_peers(args: argparse.Namespace) -> int:
     peers: list[str] = []
+    extra: dict[str, Any] = {}
+    infohash: bytes | None = None
     async with DHTNode(**_node_kwargs(args, read_only=True), **_oneshot_tunables(args)) as node:
         with anyio.move_on_after(args.timeout):
-            async for peer in node.iter_peers(args.infohash):
+            if isinstance(args.infohash, tuple):
+                # BEP 46: the magnet names a key; its mutable item names the torrent.
+                public_key, salt = args.infohash
+                extra = {"public_key": public_key.hex(), "salt": salt.hex()}
+                infohash = await node.resolve_torrent(public_key, salt)
+                if infohash is None:
+                    return _fail(
+                        f"no BEP 46 item found for the key {public_key.hex()}{_unheard(node)}"
+                    )
+                logging.getLogger("mldht.cli").info("BEP 46 item points at %s", infohash.hex())
+            else:
+                infohash = args.infohash
+            async for peer in node.iter_peers(infohash):
                 peers.append(format_addr(peer))
                 if not args.json:
                     _out(peers[-1])
         answered = node.stats.get("responses_in", 0) > 0
+    if infohash is None:
+        return _fail("no DHT node answered (check --bootstrap and the network)")
     if args.json:
-        _out(json.dumps({"infohash": args.infohash.hex(), "peers": peers}))
+        _out(json.dumps({"infohash": infohash.hex(), "peers": peers, **extra}))
     if not peers and not answered:
         return _fail("no DHT node answered (check --bootstrap and the network)")
     return 0
@@ -247,6 +401,147 @@ async def _cmd_announce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_keypair(args: argparse.Namespace, *, create: bool) -> KeyPair:
+    """The key pair of ``--key-file``, or of the state dir (created there if ``create``)."""
+    key_file: Path | None = args.key_file
+    if key_file is None:
+        if args.state_dir is None:
+            raise _UsageError(
+                "argument --key-file: a key pair is needed: give --key-file FILE, or "
+                "--state-dir DIR to use (or create) DIR/" + IDENTITY_FILE
+            )
+        key_file = args.state_dir / IDENTITY_FILE
+    try:
+        if create:
+            keypair, created = load_or_create_keypair(key_file)
+            if created:
+                _note(f"created a new key pair in {key_file}")
+            return keypair
+        return load_keypair(key_file)
+    except FileNotFoundError:
+        raise _UsageError(f"argument --key-file: no key pair in {str(key_file)!r}") from None
+    except (InvalidArgument, OSError) as exc:
+        raise _UsageError(f"argument --key-file: {exc}") from None
+
+
+def _check_get(args: argparse.Namespace) -> None:
+    if args.mutable:
+        if args.target.strip().lower().startswith("magnet:"):
+            try:
+                args.target, salt = parse_btpk_magnet(args.target)
+            except InvalidArgument as exc:
+                raise _UsageError(f"argument PUBKEY: {exc}") from None
+            args.salt = salt if args.salt is None else args.salt
+        else:
+            try:
+                args.target = as_public_key(args.target)
+            except InvalidArgument as exc:
+                raise _UsageError(f"argument PUBKEY: {exc}") from None
+    else:
+        if args.salt is not None:
+            raise _UsageError("argument --salt: only mutable items have a salt (add --mutable)")
+        try:
+            args.target = as_target(args.target)
+        except InvalidArgument as exc:
+            raise _UsageError(f"argument TARGET: {exc}") from None
+
+
+def _check_put(args: argparse.Namespace) -> None:
+    if args.mutable:
+        args.keypair = _cli_keypair(args, create=True)
+        return
+    for name in ("salt", "key_file", "seq", "cas"):
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise _UsageError(f"argument {flag}: only mutable items have one (add --mutable)")
+
+
+def _check_kv_set(args: argparse.Namespace) -> None:
+    args.keypair = _cli_keypair(args, create=True)
+
+
+def _check_kv_get(args: argparse.Namespace) -> None:
+    args.keypair = None if args.owner is not None else _cli_keypair(args, create=False)
+
+
+async def _cmd_put(args: argparse.Namespace) -> int:
+    async with DHTNode(**_node_kwargs(args, read_only=True), **_oneshot_tunables(args)) as node:
+        if not args.mutable:
+            done = await node.put_item(encode_value(args.value))
+            if (status := _put_failed(done)) is not None:
+                return status
+            _emit(args, {"target": done.target.hex(), "accepted": done.accepted}, done.target.hex())
+            return 0
+        keypair: KeyPair = args.keypair
+        salt: bytes = args.salt or b""
+        done = await node.put_item(
+            encode_value(args.value), keypair=keypair, salt=salt, seq=args.seq, cas=args.cas
+        )
+    if (status := _put_failed(done)) is not None:
+        return status
+    doc = {
+        "public_key": keypair.public_key.hex(),
+        "target": done.target.hex(),
+        "seq": done.seq,
+        "salt": salt.hex(),
+        "accepted": done.accepted,
+    }
+    _emit(args, doc, f"{doc['public_key']} {doc['target']} {doc['seq']}")
+    return 0
+
+
+async def _cmd_get(args: argparse.Namespace) -> int:
+    async with DHTNode(**_node_kwargs(args, read_only=True), **_oneshot_tunables(args)) as node:
+        if not args.mutable:
+            value = await node.get_immutable(args.target)
+            if value is None:
+                return _fail(f"no item found for the target {args.target.hex()}{_unheard(node)}")
+            _print_value(args, value, None, {"target": args.target.hex()})
+            return 0
+        salt: bytes = args.salt or b""
+        found = await node.get_mutable(args.target, salt=salt)
+        unheard = _unheard(node)
+    if found is None:
+        return _fail(f"no mutable item found for the key {args.target.hex()}{unheard}")
+    extra = {
+        "public_key": args.target.hex(),
+        "salt": salt.hex(),
+        "target": mutable_target(args.target, salt).hex(),
+    }
+    _print_value(args, found[0], found[1], extra)
+    return 0
+
+
+async def _cmd_kv_set(args: argparse.Namespace) -> int:
+    keypair: KeyPair = args.keypair
+    kwargs = _node_kwargs(args, read_only=True)
+    async with DHTNode(**kwargs, keypair=keypair, **_oneshot_tunables(args)) as node:
+        seq = await node.set(args.key, args.value)
+    target = mutable_target(keypair.public_key, kv_salt(args.key))
+    doc = {
+        "key": args.key.decode("utf-8", "replace"),
+        "public_key": keypair.public_key.hex(),
+        "target": target.hex(),
+        "seq": seq,
+    }
+    _emit(args, doc, f"{doc['public_key']} {doc['target']} {seq}")
+    return 0
+
+
+async def _cmd_kv_get(args: argparse.Namespace) -> int:
+    owner: bytes = args.owner if args.owner is not None else args.keypair.public_key
+    salt = kv_salt(args.key)
+    async with DHTNode(**_node_kwargs(args, read_only=True), **_oneshot_tunables(args)) as node:
+        found = await node.get_mutable(owner, salt=salt)
+        unheard = _unheard(node)
+    key = args.key.decode("utf-8", "replace")
+    if found is None:
+        return _fail(f"no value found for the key {key!r} of {owner.hex()}{unheard}")
+    extra = {"key": key, "owner": owner.hex(), "target": mutable_target(owner, salt).hex()}
+    _print_value(args, found[0], found[1], extra)
+    return 0
+
+
 async def _cmd_dump(args: argparse.Namespace) -> int:
     doc = persist.read_state_document(args.state_dir)
     if doc is None:  # removed since the arguments were checked
@@ -256,6 +551,10 @@ async def _cmd_dump(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------- parser
+
+
+class _UsageError(Exception):
+    """Bad input found after parsing; reported like argparse's own errors (status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -314,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``mldht`` argument parser (each subcommand sets ``handler``)."""
     parser = _Parser(
         prog=PROG,
-        description="A BitTorrent mainline DHT node (BEP 5, 42, 43, 44, 51).",
+        description="A BitTorrent mainline DHT node (BEP 5, 42, 43, 44, 46, 51).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -343,9 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("get-peers", _cmd_get_peers, "find peers of a torrent" + oneshot_note)
     p.add_argument(
         "infohash",
-        type=_infohash_arg,
+        type=_torrent_arg,
         metavar="INFOHASH",
-        help="40 hex digits, 32 base32 characters or a magnet URI",
+        help="40 hex digits, 32 base32 characters or a magnet URI (xt=urn:btih:, or BEP 46 "
+        "xs=urn:btpk:, whose item is looked up first)",
     )
     _common(p, bind_default="0.0.0.0:0", timeout=True)
 
@@ -365,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, bind_default="0.0.0.0:0", timeout=True)
 
+    _add_item_commands(sub, command, oneshot_note)
+
     p = command("dump", _cmd_dump, "print the saved state of a node as JSON (no network)")
     p.add_argument(
         "--state-dir",
@@ -375,6 +677,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, bind_default="0.0.0.0:0", timeout=False, network=False)
     return parser
+
+
+def _add_key_file(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--key-file",
+        type=lambda text: Path(text).expanduser(),
+        metavar="FILE",
+        help=f"{what} (default: {IDENTITY_FILE} in --state-dir)",
+    )
+
+
+def _add_item_commands(
+    sub: Any, command: Callable[[str, Handler, str], argparse.ArgumentParser], note: str
+) -> None:
+    """``put``, ``get`` (BEP 44) and ``kv set`` / ``kv get``."""
+    p = command("put", _cmd_put, "store a BEP 44 item and print its target" + note)
+    p.set_defaults(check=_check_put)
+    p.add_argument(
+        "value",
+        type=_value_arg,
+        metavar="VALUE",
+        help="stored as a bencoded string of its UTF-8 bytes (at most 1000 bytes bencoded)",
+    )
+    p.add_argument(
+        "--mutable",
+        action="store_true",
+        help="a mutable item signed with the key pair; prints PUBKEY TARGET SEQ",
+    )
+    p.add_argument("--salt", type=_salt_arg, metavar="S", help="salt (mutable; UTF-8, <= 64 bytes)")
+    _add_key_file(p, "key pair to sign with, created if missing (mutable)")
+    p.add_argument(
+        "--seq",
+        type=_seq_arg,
+        metavar="N",
+        help="sequence number (mutable; default: one more than the newest found)",
+    )
+    p.add_argument(
+        "--cas", type=_seq_arg, metavar="N", help="store only if the stored seq is N (mutable)"
+    )
+    _common(p, bind_default="0.0.0.0:0", timeout=True)
+
+    p = command("get", _cmd_get, "print the value of a BEP 44 item" + note)
+    p.set_defaults(check=_check_get)
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="40 hex digits; with --mutable the public key (64 hex) or a xs=urn:btpk: magnet",
+    )
+    p.add_argument(
+        "--mutable", action="store_true", help="get the mutable item of a public key (and salt)"
+    )
+    p.add_argument("--salt", type=_salt_arg, metavar="S", help="salt (mutable; UTF-8)")
+    _common(p, bind_default="0.0.0.0:0", timeout=True)
+
+    kv = command("kv", _cmd_kv_set, "a key/value store: mutable items under your key pair")
+    kv_sub = kv.add_subparsers(dest="kv_command", metavar="ACTION", parser_class=_Parser)
+    kv_sub.required = True
+
+    p = kv_sub.add_parser("set", help="store VALUE under KEY" + note)
+    p.set_defaults(handler=_cmd_kv_set, check=_check_kv_set)
+    p.add_argument(
+        "key", type=_key_arg, metavar="KEY", help="the key (UTF-8; hashed if > 64 bytes)"
+    )
+    p.add_argument(
+        "value", type=_value_arg, metavar="VALUE", help="stored as a bencoded UTF-8 string"
+    )
+    _add_key_file(p, "key pair to sign with, created if missing")
+    _common(p, bind_default="0.0.0.0:0", timeout=True)
+
+    p = kv_sub.add_parser("get", help="print the value stored under KEY" + note)
+    p.set_defaults(handler=_cmd_kv_get, check=_check_kv_get)
+    p.add_argument("key", type=_key_arg, metavar="KEY", help="the key")
+    p.add_argument(
+        "--owner",
+        type=_pubkey_arg,
+        metavar="PUBKEY",
+        help="whose value (64 hex); default: the key pair of --key-file or --state-dir",
+    )
+    _add_key_file(p, "whose value, when --owner is not given")
+    _common(p, bind_default="0.0.0.0:0", timeout=True)
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -390,6 +772,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
+    if check is not None:
+        try:
+            check(args)
+        except _UsageError as exc:
+            parser.error(str(exc))
     _setup_logging(args.verbose)
     handler: Handler = args.handler
     try:

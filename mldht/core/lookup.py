@@ -135,6 +135,9 @@ class Lookup:
         self._resp_dists: list[int] = []
         self._resp: dict[int, Responded] = {}
 
+        # Routers that join the closest set once they answer (a bootstrap node the user
+        # named is an ordinary node whose id we learn only from its answer).
+        self._members: set[Addr] = set()
         self._queried = 0
         self._responded = 0
         self._failed = 0
@@ -176,7 +179,7 @@ class Lookup:
             self._cand[dist] = entry
         self._trim_candidates()
 
-    def add_router(self, addr: Addr) -> None:
+    def add_router(self, addr: Addr, *, member: bool = False) -> None:
         """Offer a bootstrap router (its id unknown): queried only as a last resort.
 
         A router is queried only when no real candidate is left to query and fewer than
@@ -189,6 +192,8 @@ class Lookup:
         entry = _Entry(NodeInfo(_ROUTER_ID, addr), None, None)
         self._by_addr[addr] = entry
         self._routers.append(entry)
+        if member:
+            self._members.add(addr)
 
     # --------------------------------------------------------------- sending queries
 
@@ -279,7 +284,17 @@ class Lookup:
             entry.state = _State.RESPONDED
             self._responded += 1
             if len(node.id) == ID_LEN:
-                self._addr_of_id.setdefault(node.id, node.addr)
+                known = self._addr_of_id.setdefault(node.id, node.addr)
+                if (
+                    entry.node.addr in self._members
+                    and known == node.addr
+                    and node.id != self.own_id
+                ):
+                    entry.node = node
+                    entry.dist = self._target_int ^ int.from_bytes(node.id, "big")
+                    bisect.insort(self._resp_dists, entry.dist)
+                    self._resp[entry.dist] = Responded(node, token, payload, now - entry.sent_at)
+                    self._prune_candidates()
         elif node.id != entry.node.id:
             entry.state = _State.FAILED
             self._failed += 1

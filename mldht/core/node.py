@@ -657,7 +657,7 @@ class NodeState:
         if use_table:
             op.lookup.add_candidates(self.routing.closest(target, self.config.k * 2))
         for r in routers if routers is not None else self._routers:
-            op.lookup.add_router(r)
+            op.lookup.add_router(r, member=r not in self._routers_excluded)
         self._lookups[op.op] = op
         return op
 

@@ -140,8 +140,6 @@ def _pack_ip(ip: str) -> bytes:
         raise InvalidArgument(f"not an IP address: {ip!r}") from None
 
 
-
-
 def _stamp_at(arr: bytes, index: int, size: int) -> int:
     off = index * size + size - 4
     return int.from_bytes(arr[off : off + 4], "big")

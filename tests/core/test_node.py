@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mldht.core import bep44, krpc
 from mldht.core.bencode import bdecode, bencode
 from mldht.core.compact import NodeInfo, decode_nodes
-from mldht.core.events import PingDone
+from mldht.core.events import PingDone, PutDone
 from mldht.core.node import NodeConfig, NodeState
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "krpc"
@@ -435,3 +435,41 @@ def test_ipv6_node_answers_with_nodes6_and_18_byte_values() -> None:
     assert ask(node, q(b"announce_peer", a), asker)[b"y"] == b"r"
     r = ask(node, q(b"get_peers", {b"id": b"d" * 20, b"info_hash": ih}), ("2001:db8::fe", 1))
     assert [len(v) for v in r[b"r"][b"values"]] == [18]
+
+
+def _pump(nodes: dict[tuple[str, int], NodeState], now: float) -> None:
+    """Deliver datagrams between in-memory NodeStates until none is left."""
+    moved = True
+    while moved:
+        moved = False
+        for source, node in nodes.items():
+            for data, dest in node.datagrams_to_send():
+                moved = True
+                if dest in nodes:
+                    nodes[dest].receive_datagram(data, source, now)
+
+
+@pytest.mark.parametrize(
+    "answered_first",
+    [
+        pytest.param(True, id="answered"),
+        pytest.param(False, id="not_yet"),
+    ],
+)
+def test_core_store_to_a_named_bootstrap_node(answered_first: bool) -> None:
+    """A user-named bootstrap node (``as_nodes=True``) that answers a lookup joins its
+    closest set and gets the put, even when the lookup began before it first answered."""
+    a_addr, b_addr = ("127.0.0.1", 1001), ("127.0.0.2", 1002)
+    a = NodeState(b"\x01" * 20, random.Random(1), 0.0, NodeConfig())
+    b = NodeState(b"\x02" * 20, random.Random(2), 0.0, NodeConfig())
+    nodes = {a_addr: a, b_addr: b}
+    b.bootstrap([a_addr], 0.0, as_nodes=True)
+    if answered_first:
+        _pump(nodes, 0.1)
+    b.put_immutable(bencode(b"x"), 0.2)
+    _pump(nodes, 0.3)
+    b.handle_timer(100.0)
+    _pump(nodes, 100.0)
+    done = [e for e in iter(b.next_event, None) if isinstance(e, PutDone)]
+    assert len(done) == 1 and done[0].accepted == 1
+    assert len(a.items) == 1

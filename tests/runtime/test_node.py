@@ -115,7 +115,7 @@ async def test_lookups_in_a_small_network() -> None:
         assert await b.get_peers(bytes(20)) == []
 
         # BEP 44 immutable item through the runtime: put by one node, got by another
-        put = await a.put_immutable(bencode(b"hello from the runtime"))
+        put = await a.put_item(bencode(b"hello from the runtime"))
         assert put.accepted > 0
         item = await d.get_item(put.target)
         assert item is not None and item.v == bencode(b"hello from the runtime")

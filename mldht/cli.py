@@ -666,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, bind_default="0.0.0.0:0", timeout=True)
 
     _add_item_commands(sub, command, oneshot_note)
+    _add_crawl(sub)
 
     p = command("dump", _cmd_dump, "print the saved state of a node as JSON (no network)")
     p.add_argument(
@@ -757,6 +758,24 @@ def _add_item_commands(
     )
     _add_key_file(p, "whose value, when --owner is not given")
     _common(p, bind_default="0.0.0.0:0", timeout=True)
+
+
+def _add_crawl(sub: Any) -> None:
+    from . import crawl  # the crawler's own options and handler (also tools/crawl.py)
+
+    help_text = "map the DHT politely: a read-only node sampling infohashes (BEP 51)"
+    p = sub.add_parser("crawl", help=help_text, description=help_text)
+    crawl.add_arguments(p)
+
+    def check(args: argparse.Namespace) -> None:
+        problem = crawl.check_args(args)
+        if problem is not None:
+            raise _UsageError(problem)
+
+    async def handler(args: argparse.Namespace) -> int:
+        return await crawl.handle(args)
+
+    p.set_defaults(handler=handler, check=check)
 
 
 def _setup_logging(verbosity: int) -> None:

@@ -1,9 +1,12 @@
-"""tools/crawl.py and tools/swarm.py: the crawl's policy, and crawls of loopback swarms."""
+"""mldht.crawl (tools/crawl.py, `mldht crawl`) and tools/swarm.py: crawl policy and swarm crawls."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
+import io
+import itertools
 import json
 import os
 import random
@@ -39,7 +42,7 @@ def _load(name: str) -> ModuleType:
     return module
 
 
-crawl = _load("crawl")
+crawl = importlib.import_module("mldht.crawl")  # tools/crawl.py runs it
 swarm_mod = _load("swarm")
 
 FAST: dict[str, Any] = {"query_timeout": 1.0, "soft_timeout": 0.3, "lookup_timeout": 10.0}
@@ -151,7 +154,9 @@ def test_crawl_resamples_only_after_the_interval_and_while_there_is_more() -> No
     ihs = [bytes([i]) * 20 for i in range(1, 31)]
     c.on_sample(
         job,
-        FakeReply(me.id, tuple(ihs[:20]), num=30, interval=60, nodes=(other,), version=b"LT\x01\x02"),
+        FakeReply(
+            me.id, tuple(ihs[:20]), num=30, interval=60, nodes=(other,), version=b"LT\x01\x02"
+        ),
         now=1.0,
     )
     rec = c.nodes[me.addr]
@@ -162,8 +167,13 @@ def test_crawl_resamples_only_after_the_interval_and_while_there_is_more() -> No
     assert job2.node.addr == other.addr
     c.on_sample(job2, FakeReply(other.id, tuple(ihs[10:25]), num=15, interval=60), now=1.5)
     assert c.infohashes[ihs[12]].sources == 2 and c.infohashes[ihs[0]].sources == 1
-    for t in (1.0, 30.0, 60.9):
-        assert c.next_job(t) is None
+    # the sweep has ended: a probe of the empty upper half of the id space, once
+    probe = c.next_job(1.5, idle=True)
+    assert probe.kind == "probe" and probe.target[0] >= 0x80
+    c.on_lookup(probe.target, (), 2.0, probe=True)
+    assert c.lookup_results == []  # probes' targets are not uniform: no size estimate
+    for t in (2.0, 30.0, 60.9):
+        assert c.next_job(t, idle=True) is None
     assert not c.finished(30.0, deadline=100.0)  # a resample is due before the deadline
     assert c.finished(30.0, deadline=61.0)
     assert c.next_due() == pytest.approx(61.0)
@@ -199,7 +209,9 @@ def test_crawl_pings_once_when_a_sample_fails_and_counts_non_bep51() -> None:
     c.on_sample(jobs[a.addr], FakeReply(None), 1.0)
     c.on_sample(jobs[b.addr], None, 1.0)
     # libtorrent-style forward compatibility: nodes only, no samples/num/interval
-    c.on_sample(jobs[fwd.addr], FakeReply(fwd.id, nodes=(FakeNode(b"\x04" * 20, ("10.0.0.4", 1)),)), 1.0)
+    c.on_sample(
+        jobs[fwd.addr], FakeReply(fwd.id, nodes=(FakeNode(b"\x04" * 20, ("10.0.0.4", 1)),)), 1.0
+    )
     assert c.nodes[fwd.addr].responded and not c.nodes[fwd.addr].bep51
     assert ("10.0.0.4", 1) in c.nodes
     pings = [c.next_job(1.0), c.next_job(1.0)]
@@ -216,6 +228,44 @@ def test_crawl_pings_once_when_a_sample_fails_and_counts_non_bep51() -> None:
     assert c.next_job(3.0) is None  # each node: one sample, at most one ping
     assert c.responders == 2 and c.bep51_nodes == 0
     assert all(r.queries <= 2 for r in c.nodes.values())
+
+
+def test_probes_target_the_regions_that_hide_nodes() -> None:
+    rng = random.Random(5)
+    everyone = ids_sorted(rng, 400)
+
+    def alone_in(x: int) -> int:
+        """Free bits of the largest id subtree holding x and no other node."""
+        return min((x ^ y).bit_length() for y in everyone if y != x) - 1
+
+    # the nodes a sweep misses: alone in a region where about 2 or more nodes would fit
+    hidden = [x for x in everyone if 400 / 2 ** (160 - alone_in(x)) >= 2]
+    assert len(hidden) >= 10
+    c = make_crawl()
+    for i, x in enumerate(everyone):
+        if x not in hidden:
+            c.discover(x.to_bytes(20, "big"), (f"10.1.{i // 200}.{i % 200 + 1}", 1), 0.0)
+    regions = c.empty_regions(1.0)
+    assert regions == sorted(regions, reverse=True)
+    assert all(e >= 1.0 for e, _, _ in regions)
+
+    def region_of(x: int, among: list[tuple[float, int, int]]) -> bool:
+        return any(lo <= x < lo + (1 << free) for _, lo, free in among)
+
+    assert all(region_of(h, regions) for h in hidden)
+    # a round of probes: one lookup per 20 nodes, into the most promising regions
+    while c.next_job(0.0) is not None:
+        pass
+    probes = []
+    while (job := c.next_job(0.0, idle=True)) is not None:
+        assert job.kind == "probe"
+        probes.append(int.from_bytes(job.target, "big"))
+    assert len(probes) == len(c.nodes) // 20 and c.probe_rounds == 1
+    tops = regions[: len(probes)]
+    assert all(region_of(t, tops) for t in probes)
+    assert sum(region_of(h, tops) for h in hidden) >= len(probes) // 2
+    # no new node found by the round: no second round, and the crawl is finished
+    assert c.next_job(0.0, idle=True) is None and c.finished(0.0, deadline=1.0)
 
 
 def test_crawl_bounds_and_filters() -> None:
@@ -248,6 +298,67 @@ def test_crawl_sweeps_the_id_space_in_order_and_targets_gaps() -> None:
         assert (t - x) % 2**160 < (succ - x) % 2**160 or (x - t) % 2**160 < (x - pred) % 2**160
     assert order == sorted(ids)
     assert c.complete and c.queried == 50
+
+
+def test_store_upserts_across_crawls(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    node = FakeNode(b"\x07" * 20, ("10.0.0.7", 7))
+    ih = b"\x09" * 20
+    for run_no, offset in enumerate((1000.0, 2000.0)):
+        c = make_crawl()
+        c.discover(node.id, node.addr, 0.0)
+        job = c.next_job(0.0)
+        reply = FakeReply(node.id, (ih,), num=1, interval=60, version=b"LT\x02\x00", rtt=0.0123)
+        c.on_sample(job, reply if run_no == 0 else FakeReply(None), 5.0)
+        store = crawl.Store(db, offset, 0.0)
+        store.finish(c, [(1.0, 1, 1, 1, 1, 3)], {"run": run_no})
+        store.close()
+    con = sqlite3.connect(db)
+    rows = list(con.execute("SELECT * FROM nodes"))
+    assert rows == [(node.id.hex(), "10.0.0.7", 7, "LT-0200", 1, 1000.0, 2000.0, 12.3, 1, 1, 1, 60)]
+    assert list(con.execute("SELECT * FROM infohashes")) == [(ih.hex(), 1005.0, 1, None)]
+    assert [json.loads(r[0]) for r in con.execute("SELECT summary FROM crawls")] == [
+        {"run": 0},
+        {"run": 1},
+    ]
+    assert con.execute("SELECT COUNT(*) FROM timeline").fetchone()[0] == 2
+    con.close()
+
+
+def snapshot(**kw: Any) -> Any:
+    values: dict[str, Any] = {
+        "elapsed": 0.0,
+        "duration": 60.0,
+        "found": 10,
+        "queried": 4,
+        "responders": 3,
+        "bep51": 2,
+        "infohashes": 40,
+        "queries": 12,
+        "qps": 6.0,
+        "in_flight": 1,
+    }
+    values.update(kw)
+    return crawl.Snapshot(**values)
+
+
+def test_progress_displays() -> None:
+    out = io.StringIO()
+    plain = crawl.PlainProgress(out, interval=5.0)
+    for t in (0.0, 1.0, 4.9, 5.0, 7.0, 10.2):
+        plain(snapshot(elapsed=t))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "nodes 10" in lines[0] and "infohashes 40" in lines[0] and "(6/s)" in lines[0]
+    if importlib.util.find_spec("rich") is None:
+        if in_ci():
+            pytest.fail("rich missing under CI")
+        return
+    fancy_out = io.StringIO()
+    fancy = crawl.RichProgress(fancy_out)
+    fancy(snapshot(elapsed=1.0))
+    fancy.close()
+    assert "4/10 queried" in fancy_out.getvalue()
 
 
 # ------------------------------------------------------------------ arguments
@@ -332,10 +443,13 @@ class QueryLog:
     """Every query a swarm node receives from one IP: (time, method, args, ro) per node."""
 
     def __init__(self, nodes: list[DHTNode], source_ip: str) -> None:
-        self.by_node: dict[int, list[tuple[float, bytes, dict[bytes, Any], Any]]] = defaultdict(list)
+        self.by_node: dict[int, list[tuple[float, bytes, dict[bytes, Any], Any]]] = defaultdict(
+            list
+        )
         for i, node in enumerate(nodes):
             state = node.state
-            state.receive_datagram = self._wrap(i, state.receive_datagram, source_ip)  # type: ignore[method-assign]
+            wrapped = self._wrap(i, state.receive_datagram, source_ip)
+            state.receive_datagram = wrapped  # type: ignore[method-assign,assignment]
 
     def _wrap(
         self, i: int, inner: Callable[[bytes, tuple[str, int], float], None], source_ip: str
@@ -347,7 +461,7 @@ class QueryLog:
                 if msg.get(b"y") == b"q":
                     args = msg.get(b"a")
                     assert isinstance(args, dict)
-                    self.by_node[i].append((now, msg[b"q"], args, msg.get(b"ro")))  # type: ignore[index]
+                    self.by_node[i].append((now, msg[b"q"], args, msg.get(b"ro")))
             inner(data, addr, now)
 
         return receive
@@ -357,6 +471,7 @@ class QueryLog:
             yield from queries
 
 
+@pytest.mark.slow
 async def test_crawl_maps_a_300_node_swarm_politely(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -364,7 +479,7 @@ async def test_crawl_maps_a_300_node_swarm_politely(
     rate = 400.0
     crawler_ip = "127.78.0.1"
     async with swarm_mod.Swarm(
-        300, infohashes=1000, seed=5, prefix="127.77", sample_interval=interval, ready_timeout=90
+        300, infohashes=1000, seed=5, prefix="127.81", sample_interval=interval, ready_timeout=90
     ) as swarm:
         assert all(n >= 1 for n in swarm.announced.values())
         log = QueryLog(swarm.nodes, crawler_ip)
@@ -400,20 +515,21 @@ async def test_crawl_maps_a_300_node_swarm_politely(
                     assert entry["ip"] != crawler_ip
 
         # politeness: samples no sooner than the interval; few queries per node
-        for i, got in log.by_node.items():
+        per_node = []
+        for i in range(len(swarm.nodes)):
+            got = log.by_node.get(i, [])
             samples = [t for t, q, _, _ in got if q == b"sample_infohashes"]
             assert samples, f"node {i} never sampled"
-            gaps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
+            gaps = [b - a for a, b in itertools.pairwise(samples)]
             assert all(g >= interval for g in gaps), (i, gaps)
             assert len(samples) <= 1 + elapsed / interval
-            if i == 0:
-                # the bootstrap node is the crawler node's router: the first contact of
-                # each of its lookups (BEP 5), so it gets a find_node per lookup
-                continue
-            assert len(got) <= len(samples) + 4, (i, [q for _, q, _, _ in got])
-        import collections
-        print("DIST", collections.Counter(len(g) for g in log.by_node.values()))
-        print("DIST0", collections.Counter(q for _, q, _, _ in log.by_node[0]))
+            per_node.append(len(got))
+        # besides samples, the crawler node's find_node lookups (seeds, probes of empty
+        # regions, its own bootstrap) start at the nodes of its small table, and every
+        # lookup starts at the bootstrap node (node 0)
+        assert max(per_node[1:]) <= 12, sorted(per_node)[-10:]
+        assert per_node[0] <= 40, per_node[0]
+        assert sum(per_node) / len(per_node) <= 3.5, sum(per_node) / len(per_node)
         # the rate: every query of the crawler's node counts, in any one-second window
         times = sorted(t for t, *_ in queries)
         assert len(times) / max(elapsed, 1.0) <= rate
@@ -431,7 +547,9 @@ async def test_crawl_maps_a_300_node_swarm_politely(
         swarm_ids = {n.node_id.hex() for n in swarm.nodes}
         assert len(ids & swarm_ids) >= 0.99 * len(swarm_ids)
         assert ids <= swarm_ids
-        rows = {r[0]: r[1:] for r in con.execute("SELECT infohash, sources, first_seen FROM infohashes")}
+        rows = {
+            r[0]: r[1:] for r in con.execute("SELECT infohash, sources, first_seen FROM infohashes")
+        }
         assert set(rows) == {ih.hex() for ih in swarm.infohashes}
         for ih in swarm.infohashes:
             sources, first_seen = rows[ih.hex()]
@@ -461,7 +579,9 @@ async def test_crawl_maps_a_300_node_swarm_politely(
         assert abs(size["estimate"] - 300) <= max(4 * size["stderr"], 60), size
 
 
-async def test_crawl_peers_plot_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_crawl_peers_plot_and_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with swarm_mod.Swarm(
         24, infohashes=30, seed=2, prefix="127.79", sample_interval=3, **FAST
     ) as swarm:
@@ -543,7 +663,7 @@ async def test_bep51_server_answers_per_spec() -> None:
         async with sock:
             # an empty store still sends samples (as "0:"), num 0 and the interval
             target = rng.randbytes(20)
-            q = {
+            q: dict[bytes, Any] = {
                 b"t": b"s0",
                 b"y": b"q",
                 b"q": b"sample_infohashes",
@@ -569,4 +689,40 @@ async def test_bep51_server_answers_per_spec() -> None:
             assert done.num == 45 and done.interval == 1234
             assert len(done.samples) == 20 == len(set(done.samples))
             assert set(done.samples) <= stored
-            assert [n.id for n in done.nodes] == [n.id for n in holder.state.routing.closest(target, 8)]
+            assert [n.id for n in done.nodes] == [
+                n.id for n in holder.state.routing.closest(target, 8)
+            ]
+
+
+def test_mldht_crawl_subcommand(tmp_path: Path) -> None:
+    """`mldht crawl` is the same crawler: bad input exits 2, an unreachable network 1."""
+    import subprocess
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    base = [sys.executable, "-m", "mldht", "crawl"]
+    bad = subprocess.run([*base, "--rate", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--rate" in bad.stderr and "Traceback" not in bad.stderr
+    out = subprocess.run(
+        [
+            *base,
+            "--bootstrap",
+            dead,
+            "--bind",
+            "127.0.0.1:0",
+            "--duration",
+            "3",
+            "--db",
+            str(tmp_path / "c.sqlite"),
+            "--progress",
+            "none",
+            "--query-timeout",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    assert (tmp_path / "c.sqlite").exists()

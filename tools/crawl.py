@@ -1,0 +1,17 @@
+#!/usr/bin/env python3
+"""A polite crawler of the mainline DHT (BEP 51 sample_infohashes, read-only node).
+
+    python tools/crawl.py --bootstrap HOST:PORT --duration 60 --db out.sqlite
+
+The crawler lives in :mod:`mldht.crawl` (so that ``mldht crawl`` reaches it once the
+package is installed); it uses mldht's public API only. ``--help`` lists every option.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mldht.crawl import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,9 +17,8 @@ from mldht.core.compact import NodeInfo, decode_nodes
 from mldht.core.events import PingDone, PutDone
 from mldht.core.node import NodeConfig, NodeState
 
+# The real-client datagrams live in shared/, beside the repository (also in CI).
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "krpc"
-if not CORPUS.exists():  # CI clones the repo with shared/ beside it
-    CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "krpc"
 
 ME = ("127.0.0.1", 6881)
 CLIENT = ("127.0.0.2", 7000)

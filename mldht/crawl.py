@@ -144,6 +144,9 @@ class SampleReply(Protocol):
     def interval(self) -> int: ...
 
     @property
+    def supported(self) -> bool: ...
+
+    @property
     def nodes(self) -> Sequence[NodeLike]: ...
 
     @property
@@ -503,10 +506,9 @@ class Crawl:
             rec.rtt = reply.rtt
         if reply.version is not None:
             rec.version = reply.version
-        # BEP 51: a reply with samples shows real support; one with only nodes is
-        # libtorrent-style forward compatibility. A real but empty store still sends
-        # its interval (or num), which the other kind never does.
-        bep51 = bool(reply.samples) or reply.num > 0 or reply.interval > 0
+        # BEP 51: a reply with a samples key shows real support (even an empty store
+        # sends it); one with only nodes is libtorrent-style forward compatibility.
+        bep51 = reply.supported
         if bep51 and not rec.bep51:
             rec.bep51 = True
             self.bep51_nodes += 1

@@ -111,6 +111,8 @@ class SampleDone:
     nodes: tuple[NodeInfo, ...] = ()
     version: bytes | None = None
     rtt: float | None = None
+    supported: bool = False
+    """Whether the reply carried ``samples`` (real BEP 51 support, spec §10)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,6 +322,9 @@ class SampleInfohashesResponse:
     samples: tuple[bytes, ...] = ()
     nodes: tuple[NodeInfo, ...] | None = None
     nodes6: tuple[NodeInfo, ...] | None = None
+    supported: bool = True
+    """False when the reply had no ``samples`` key: a node answering an unknown method
+    find_node-style (libtorrent's forward compatibility), not BEP 51 support."""
 
     def to_dict(self) -> dict[bytes, Any]:
         r: dict[bytes, Any] = {
@@ -676,6 +679,7 @@ def decode_response(method: bytes, msg: Response) -> ResponseBody:
                 sig,
             )
         if method == b"sample_infohashes":
+            supported = b"samples" in r
             samples = r.get(b"samples", b"")
             interval = r.get(b"interval", 0)
             num = r.get(b"num", 0)
@@ -693,6 +697,7 @@ def decode_response(method: bytes, msg: Response) -> ResponseBody:
                 tuple(samples[i : i + 20] for i in range(0, len(samples), 20)),
                 nodes,
                 nodes6,
+                supported,
             )
     except DecodeError:
         raise

@@ -565,6 +565,7 @@ class NodeState:
                         (body.nodes6 if self.config.ipv6 else body.nodes) or (),
                         msg.version,
                         rtt,
+                        body.supported,
                     ),
                 )
 

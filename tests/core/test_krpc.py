@@ -340,3 +340,16 @@ def test_bencode_strictness() -> None:
             bdecode(bad)
     assert bdecode(b"d1:ai1ee") == {b"a": 1}
     assert bencode({b"b": 1, b"a": b"x"}) == b"d1:a1:x1:bi1ee"
+
+
+def test_sample_reply_without_samples_is_not_bep51_support() -> None:
+    r = bencode({b"r": {b"id": b"x" * 20, b"nodes": b""}, b"t": b"aa", b"y": b"r"})
+    msg = krpc.decode_message(r)
+    assert isinstance(msg, krpc.Response)
+    body = krpc.decode_response(b"sample_infohashes", msg)
+    assert isinstance(body, krpc.SampleInfohashesResponse) and not body.supported
+    empty = krpc.SampleInfohashesResponse(b"x" * 20, 0, 0)
+    raw = krpc.encode_response(b"aa", empty)
+    back = krpc.decode_message(raw)
+    assert isinstance(back, krpc.Response)
+    assert krpc.decode_response(b"sample_infohashes", back) == empty  # supported, empty

@@ -76,6 +76,7 @@ class FakeReply:
     nodes: tuple[FakeNode, ...] = ()
     version: bytes | None = None
     rtt: float | None = 0.01
+    supported: bool = True
 
 
 def ids_sorted(rng: random.Random, n: int) -> list[int]:
@@ -210,7 +211,9 @@ def test_crawl_pings_once_when_a_sample_fails_and_counts_non_bep51() -> None:
     c.on_sample(jobs[b.addr], None, 1.0)
     # libtorrent-style forward compatibility: nodes only, no samples/num/interval
     c.on_sample(
-        jobs[fwd.addr], FakeReply(fwd.id, nodes=(FakeNode(b"\x04" * 20, ("10.0.0.4", 1)),)), 1.0
+        jobs[fwd.addr],
+        FakeReply(fwd.id, nodes=(FakeNode(b"\x04" * 20, ("10.0.0.4", 1)),), supported=False),
+        1.0,
     )
     assert c.nodes[fwd.addr].responded and not c.nodes[fwd.addr].bep51
     assert ("10.0.0.4", 1) in c.nodes

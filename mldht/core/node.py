@@ -270,8 +270,10 @@ class NodeState:
         if t is not None and t < d:
             d = t
         for op in self._lookups.values():
-            if op.deadline < d:
-                d = op.deadline
+            # the store phase ends one query timeout after the lookup's own deadline
+            end = op.deadline + self.config.query_timeout if op.storing else op.deadline
+            if end < d:
+                d = end
             if op.lookup is not None and not op.storing:
                 ld = op.lookup.next_deadline()
                 if ld is not None and ld < d:

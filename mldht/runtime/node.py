@@ -163,6 +163,10 @@ def _to_id(value: bytes, what: str = "target") -> bytes:
     return bytes(value)
 
 
+RECEIVE_BATCH = 64
+"""Datagrams handled per wake-up of the receive loop before it yields."""
+RECEIVE_BUFFER = 65536
+"""Bytes read per datagram: some clients send more than 1,500 (interop.md)."""
 TIMER_SLACK = 0.02
 """Seconds a timer may fire late rather than be re-armed (see DHTNode._after_change)."""
 
@@ -313,6 +317,15 @@ class DHTNode:
             family=family, local_host=host, local_port=port
         )
         stack.push_async_callback(sock.aclose)
+        # A duplicate of the socket's descriptor for the fast paths (same socket, same
+        # non-blocking flag): asyncio hides its socket behind a TransportSocket without
+        # sendto/recvfrom. The awaitable send and receive cost a checkpoint and a
+        # cancel-scope check per datagram: a third of a busy node's time in profiles.
+        self._raw = socket.fromfd(
+            sock.extra(SocketAttribute.raw_socket).fileno(), family, socket.SOCK_DGRAM
+        )
+        self._raw.setblocking(False)
+        stack.callback(self._raw.close)
         local = sock.extra(SocketAttribute.local_address)
         self._address = (str(local[0]), int(local[1]))
         self._family = family
@@ -437,6 +450,7 @@ class DHTNode:
         sock = self._sock_obj
         assert sock is not None
         state = self._state
+        raw = self._raw
         failures = 0
         while True:
             try:
@@ -451,29 +465,34 @@ class DHTNode:
                 await anyio.sleep(min(0.001 * failures, 1.0))
                 continue
             failures = 0
+            # Then drain what else is queued without awaiting (bounded), and dispatch
+            # events once per batch.
+            handled = 0
+            while True:
+                try:
+                    state.receive_datagram(data, (str(addr[0]), int(addr[1])), _now())
+                except Exception:  # a datagram must never take the node down
+                    self.receive_errors += 1
+                    log.debug("error handling a datagram from %r", addr, exc_info=True)
+                handled += 1
+                if handled >= RECEIVE_BATCH:
+                    break
+                try:
+                    data, addr = raw.recvfrom(RECEIVE_BUFFER)
+                except OSError:  # BlockingIOError: nothing queued; or an ICMP error
+                    break
             try:
-                state.receive_datagram(data, (str(addr[0]), int(addr[1])), _now())
                 self._after_change()
-            except Exception:  # a datagram must never take the node down
+            except Exception:
                 self.receive_errors += 1
-                log.debug("error handling a datagram from %r", addr, exc_info=True)
+                log.debug("error dispatching events", exc_info=True)
 
     async def _sender_loop(self) -> None:
         sock = self._sock_obj
         assert sock is not None
         state = self._state
-        # UDP sends on the non-blocking socket directly: the awaitable send costs a
-        # checkpoint and a cancel-scope check per datagram, which was a third of a busy
-        # node's time in profiles; only when the socket buffer is full do we await.
-        # asyncio hides its socket behind a TransportSocket without sendto: send on a
-        # duplicate of the descriptor (same socket, same non-blocking flag).
-        fd = sock.extra(SocketAttribute.raw_socket).fileno()
-        raw = socket.fromfd(fd, self._family, socket.SOCK_DGRAM)
-        raw.setblocking(False)
-        try:
-            await self._send_batches(sock, raw, state)
-        finally:
-            raw.close()
+        # Send on the non-blocking socket directly; await only when its buffer is full.
+        await self._send_batches(sock, self._raw, state)
 
     async def _send_batches(self, sock: UDPSocket, raw: socket.socket, state: NodeState) -> None:
         while True:

@@ -778,10 +778,11 @@ def _add_crawl(sub: Any) -> None:
     p.set_defaults(handler=handler, check=check)
 
 
-def _setup_logging(verbosity: int) -> None:
+def setup_logging(verbosity: int, prog: str = PROG) -> None:
+    """Log the ``mldht`` logger to stderr: warnings, or more with -v (info) and -vv."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
     logger = logging.getLogger("mldht")
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -797,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check(args)
         except _UsageError as exc:
             parser.error(str(exc))
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return run(handler, args, backend=getattr(args, "backend", None))

@@ -1642,15 +1642,6 @@ async def _main_async(args: argparse.Namespace) -> int:
     return status
 
 
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    logger = logging.getLogger("mldht")
-    logger.addHandler(handler)
-    logger.setLevel(level)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the crawler program; returns the exit status."""
     parser = build_parser()
@@ -1658,7 +1649,9 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_args(args)
     if problem is not None:
         parser.error(problem)
-    _setup_logging(args.verbose)
+    from .cli import setup_logging
+
+    setup_logging(args.verbose, PROG)
     try:
         return run(_main_async, args)
     except KeyboardInterrupt:

@@ -14,7 +14,6 @@ import random
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from mldht import DHTNode, KeyPair
 from mldht.core.compact import Addr
 from mldht.errors import KRPCError
 
+from .aio import call, wait_for
 from .lt import LtNode, ed25519_public_key, mutable_target
 
 pytestmark = pytest.mark.interop
@@ -37,19 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking harness call in a worker thread, so our node keeps serving."""
-    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
-
-
-async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    with anyio.move_on_after(timeout):
-        while not await call(cond):
-            await anyio.sleep(0.2)
-        return
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def mldht_cli(*args: str) -> str:

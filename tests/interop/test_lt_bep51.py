@@ -10,18 +10,17 @@ import random
 import sqlite3
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import anyio
 import pytest
 
 from mldht import DHTNode
 from mldht.core.compact import Addr
 from mldht.runtime import format_addr
 
+from .aio import call, wait_for
 from .lt import LtNode
 
 pytestmark = pytest.mark.interop
@@ -33,21 +32,6 @@ TOOLS = Path(__file__).resolve().parents[2] / "tools"
 
 def _load_crawl() -> ModuleType:
     return importlib.import_module("mldht.crawl")
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking harness call in a worker thread, so our node keeps serving."""
-    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
-
-
-async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    with anyio.move_on_after(timeout):
-        while True:
-            got = cond()
-            if got:
-                return got
-            await anyio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def neighbours(

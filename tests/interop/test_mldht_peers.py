@@ -10,15 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from functools import partial
 from typing import Any
 
-import anyio
 import pytest
 
 from mldht import DHTNode
 from mldht.core.compact import Addr
 
+from .aio import call, wait_for
 from .bdht import BdhtPeer
 from .lt import LtNode
 
@@ -27,21 +26,6 @@ pytestmark = pytest.mark.interop
 MakeLt = Callable[..., LtNode]
 MakeBdht = Callable[..., BdhtPeer]
 FAST: dict[str, Any] = {"query_timeout": 2.0, "lookup_timeout": 20.0}
-
-
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking harness call in a worker thread, so our node keeps serving."""
-    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
-
-
-async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    with anyio.move_on_after(timeout):
-        while True:
-            got = await call(cond)
-            if got:
-                return got
-            await anyio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def our_node(stack: AsyncExitStack, addr: Addr, bootstrap: list[Addr]) -> DHTNode:

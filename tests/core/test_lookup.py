@@ -675,3 +675,28 @@ def test_random_interleavings_match_reference_model(
         assert lookup.queried_count == len(sent_at)
         assert lookup.responded_count == len(responded)
         assert lookup.failed_count == len(failed)
+
+
+def test_fast_mode_does_not_wait_for_stalled_and_soft_timeout_adapts() -> None:
+    """wait_for_stalled=False: a silent node closer than the k-th answer holds the lookup
+    only until its soft deadline, which a shorter set_soft_timeout() brings forward."""
+    from mldht.core.compact import NodeInfo as _NodeInfo
+    from mldht.core.lookup import Lookup as _Lookup
+
+    target = bytes(20)
+    nodes = [_NodeInfo(bytes([0] * 19 + [i + 1]), (f"10.0.0.{i + 1}", 1)) for i in range(9)]
+    for fast in (False, True):
+        lk = _Lookup(target, k=8, alpha=9, soft_timeout=1.0, wait_for_stalled=not fast)
+        lk.add_candidates(nodes)
+        sent = lk.next_queries(0.0)
+        assert len(sent) == 9
+        for n in nodes[1:]:  # the closest one (nodes[0]) stays silent
+            lk.on_response(n, 0.05)
+        assert not lk.done
+        lk.set_soft_timeout(0.2)  # RTTs measured: 0.2 s from when it was sent
+        assert lk.next_deadline() == 0.2
+        lk.handle_timer(0.2)
+        assert lk.done is fast
+        lk.on_failure(nodes[0], 5.0)  # the hard timeout
+        assert lk.done
+        assert [r.node for r in lk.closest()] == nodes[1:]

@@ -42,16 +42,17 @@ TERMINAL_EVENTS = (PingDone, LookupDone, AnnounceDone, GetDone, PutDone, SampleD
 class SimNode:
     addr: Addr
     state: NodeState | None  # None: a dead address (never answers)
-    latency: float  # one-way delay contribution of this node, seconds
+    latency: float  # this node's round-trip contribution, seconds
     events: list[Event]
 
 
 class Simulator:
     """An in-memory network on a virtual clock.
 
-    ``median_rtt`` and ``rtt_sigma`` set a lognormal per-node delay (the one-way delay of
-    a datagram is the mean of both ends' delays, halved RTT); ``loss`` drops each datagram
-    with that probability. Everything random is drawn from ``random.Random(seed)``.
+    ``median_rtt`` and ``rtt_sigma`` set a lognormal per-node delay: a round trip between
+    two nodes takes the mean of their two delays, so round trips have a median of about
+    ``median_rtt``; ``loss`` drops each datagram with that probability. Everything random
+    is drawn from ``random.Random(seed)``.
     """
 
     def __init__(
@@ -169,7 +170,9 @@ class Simulator:
             if peer is None:
                 self.dropped += 1
                 continue
-            delay = (sn.latency + peer.latency) / 2
+            # each node draws a round-trip contribution; a round trip a->b->a takes
+            # (la + lb) / 2, so its median is median_rtt
+            delay = (sn.latency + peer.latency) / 4
             self._seq += 1
             heapq.heappush(self._queue, (self.now + delay, self._seq, 0, data, addr, dst))
         while (ev := st.next_event()) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import DecodeError
 
@@ -63,6 +64,7 @@ def ip_from_bytes(raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
+@lru_cache(maxsize=65536)  # replies repeat the same table nodes: half the core's time
 def encode_peer(addr: Addr) -> bytes:
     """6 bytes (IPv4) or 18 bytes (IPv6): address then big-endian port."""
     ip, port = addr

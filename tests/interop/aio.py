@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -23,3 +27,13 @@ async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
                 return got
             await anyio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def mldht_cli(*args: str) -> str:
+    """``python -m mldht ARGS`` to completion; its stdout (status 0 required)."""
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "mldht", *args], cwd=REPO, check=False
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()

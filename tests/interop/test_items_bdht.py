@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from mldht import DHTNode, KeyPair
 from mldht.core.compact import Addr
 from mldht.errors import KRPCError
 
-from .aio import call, wait_for
+from .aio import call, mldht_cli, wait_for
 from .bdht import BdhtError, BdhtPeer
 from .lt import ed25519_public_key, mutable_target
 
@@ -31,22 +28,11 @@ pytestmark = pytest.mark.interop
 
 MakeBdht = Callable[..., BdhtPeer]
 FAST: dict[str, Any] = {"query_timeout": 2.0, "lookup_timeout": 20.0}
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def mldht_cli(*args: str) -> str:
-    """``python -m mldht ARGS`` to completion; its stdout (status 0 required)."""
-    with anyio.fail_after(30):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "mldht", *args], cwd=REPO, check=False
-        )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
 
 
 async def network(

@@ -26,6 +26,7 @@ targets is given to the constructor.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ class RoutingEntry:
 class _Bucket:
     """One k-bucket: its live entries, its replacement cache and its refresh clock."""
 
-    __slots__ = ("cache", "index", "last_changed", "limit", "live")
+    __slots__ = ("_sorted", "cache", "index", "last_changed", "limit", "live", "version")
 
     def __init__(self, index: int, limit: int, last_changed: float | None) -> None:
         self.index = index
@@ -108,8 +109,20 @@ class _Bucket:
         # oldest first: the newest candidate is appended and the oldest is dropped first
         self.cache: list[RoutingEntry] = []
         self.last_changed = last_changed
+        self.version = 0  # bumped whenever ``live`` changes
+        self._sorted: tuple[int, list[int], list[RoutingEntry]] | None = None
+
+    def by_id(self) -> tuple[list[int], list[RoutingEntry]]:
+        """``live`` sorted by id (ints, entries), rebuilt only after a change."""
+        cached = self._sorted
+        if cached is None or cached[0] != self.version:
+            entries = sorted(self.live, key=lambda e: e.id_int)
+            cached = self._sorted = (self.version, [e.id_int for e in entries], entries)
+        return cached[1], cached[2]
 
 
+_NARROW_ABOVE = 24
+"""Buckets bigger than this are narrowed by id before sorting (see _collect_narrowed)."""
 _RTT_GAIN = 0.25  # weight of a new RTT sample in the smoothed RTT (an EWMA)
 
 
@@ -486,12 +499,12 @@ class RoutingTable:
         while rest:
             i = home - rest.bit_length()
             rest ^= 1 << (home - 1 - i)
-            if self._collect(buckets[i].live, t, n, out):
+            if self._collect(buckets[i], t, n, out):
                 return out
-        if self._collect(buckets[home].live, t, n, out):
+        if self._collect(buckets[home], t, n, out):
             return out
         for i in range(home - 1, -1, -1):
-            if not (top >> (home - 1 - i)) & 1 and self._collect(buckets[i].live, t, n, out):
+            if not (top >> (home - 1 - i)) & 1 and self._collect(buckets[i], t, n, out):
                 return out
         return out
 
@@ -540,10 +553,14 @@ class RoutingTable:
     def _is_preferred(self, entry: RoutingEntry) -> bool:
         return self._prefer is not None and self._prefer(entry.node)
 
-    def _collect(self, live: list[RoutingEntry], t: int, n: int, out: list[NodeInfo]) -> bool:
+    def _collect(self, bucket: _Bucket, t: int, n: int, out: list[NodeInfo]) -> bool:
         """Append the non-bad entries of one tier to ``out``, closest first; True once full."""
+        live = bucket.live
         if not live:
             return False
+        need = n - len(out)
+        if len(live) > _NARROW_ABOVE and self._collect_narrowed(bucket, t, need, out):
+            return True
         max_fails = self._max_fails
         by_distance = {e.id_int ^ t: e for e in live}
         for d in sorted(by_distance):
@@ -553,6 +570,30 @@ class RoutingTable:
                 if len(out) >= n:
                     return True
         return False
+
+    def _collect_narrowed(self, bucket: _Bucket, t: int, need: int, out: list[NodeInfo]) -> bool:
+        """The fast path for big (far) buckets: sort only the smallest id block aligned
+        around ``t`` that holds ``need`` entries. Every entry outside a block of size
+        2^s around t is at XOR distance >= 2^s, every entry inside at < 2^s, so the
+        block's entries come first. False (nothing appended) when bad entries leave the
+        block short: the caller then sorts the whole bucket."""
+        ids, entries = bucket.by_id()
+        lo_s, hi_s = 0, ID_BITS  # a block of 2^hi_s holds everything
+        while lo_s < hi_s:  # the smallest shift whose block holds at least `need`
+            mid = (lo_s + hi_s) // 2
+            base = (t >> mid) << mid
+            if bisect_left(ids, base + (1 << mid)) - bisect_left(ids, base) >= need:
+                hi_s = mid
+            else:
+                lo_s = mid + 1
+        base = (t >> hi_s) << hi_s
+        i, j = bisect_left(ids, base), bisect_left(ids, base + (1 << hi_s))
+        block = sorted(entries[i:j], key=lambda e: e.id_int ^ t)
+        good = [e.node for e in block if e.fails < self._max_fails]
+        if len(good) < need:
+            return False
+        out.extend(good[:need])
+        return True
 
     def _refresh_entry(
         self, entry: RoutingEntry, now: float, rtt: float | None, version: bytes | None
@@ -628,6 +669,7 @@ class RoutingTable:
             )
             entry = bucket.cache.pop(best)
             bucket.live.append(entry)
+            bucket.version += 1
             entry.in_table = True
             self._live_count += 1
             if now is not None:
@@ -635,12 +677,14 @@ class RoutingTable:
 
     def _link_live(self, bucket: _Bucket, entry: RoutingEntry, now: float) -> None:
         bucket.live.append(entry)
+        bucket.version += 1
         entry.in_table = True
         self._live_count += 1
         bucket.last_changed = now  # BEP 5: a node was added
 
     def _unlink_live(self, bucket: _Bucket, entry: RoutingEntry) -> None:
         bucket.live.remove(entry)
+        bucket.version += 1
         entry.in_table = False
         entry.ping_pending = False
         self._live_count -= 1
@@ -679,6 +723,7 @@ class RoutingTable:
         new.cache = [e for e in old.cache if deeper(e)]
         old.cache = [e for e in old.cache if not deeper(e)]
         for bucket in (old, new):
+            bucket.version += 1
             if len(bucket.live) > bucket.limit:
                 # possible only with far_bucket_sizes that grow with depth: the nodes
                 # answered longest ago wait in the cache

@@ -32,6 +32,7 @@ from .core.events import (
 )
 from .core.ids import random_id
 from .core.node import NodeConfig, NodeState
+from .errors import InvalidArgument
 
 __all__ = ["TERMINAL_EVENTS", "SimNode", "Simulator"]
 
@@ -97,7 +98,7 @@ class Simulator:
         """Add a node (or a dead address) and return its address."""
         addr = addr or self._next_addr()
         if addr in self.nodes:
-            raise ValueError(f"address in use: {addr}")
+            raise InvalidArgument(f"address in use: {addr}")
         latency = self.median_rtt * math.exp(self.rng.gauss(0.0, self.rtt_sigma))
         state = None
         if not dead:
@@ -113,7 +114,7 @@ class Simulator:
     def state(self, addr: Addr) -> NodeState:
         st = self.nodes[addr].state
         if st is None:
-            raise ValueError(f"{addr} is a dead address")
+            raise InvalidArgument(f"{addr} is a dead address")
         return st
 
     def kill(self, addr: Addr) -> None:

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DecodeError, KRPCError
+from ..errors import DecodeError, InvalidArgument, KRPCError
 from . import bep42, bep44
 from .bencode import bdecode
 from .compact import Addr, NodeInfo
@@ -203,7 +203,7 @@ class NodeState:
         item_backend: ItemBackend | None = None,
     ) -> None:
         if len(node_id) != 20:
-            raise ValueError("node id must be 20 bytes")
+            raise InvalidArgument("node id must be 20 bytes")
         self.config = config or NodeConfig()
         self._rng = rng
         self._id = node_id
@@ -878,7 +878,7 @@ class NodeState:
         ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port).
         """
         if port is not None and not 0 < port < 65536:
-            raise ValueError(f"port out of range: {port}")
+            raise InvalidArgument(f"port out of range: {port}")
         op = self._start_lookup(b"get_peers", info_hash, now)
         op.announce = True
         op.announce_port = port
@@ -917,7 +917,7 @@ class NodeState:
         """get lookup for the current seq and tokens, then put. ``seq=None``: newest + 1."""
         _check_value(v_bencoded)
         if len(salt) > MAX_SALT_SIZE:
-            raise ValueError("salt longer than 64 bytes")
+            raise InvalidArgument("salt longer than 64 bytes")
         target = bep44.mutable_target(keypair.public_key, salt)
         op = self._start_lookup(b"get", target, now)
         op.mutable = True
@@ -1009,8 +1009,8 @@ class NodeState:
 
 def _check_value(v_bencoded: bytes) -> None:
     if not 0 < len(v_bencoded) <= MAX_VALUE_SIZE:
-        raise ValueError(f"bencoded value must be 1-{MAX_VALUE_SIZE} bytes")
+        raise InvalidArgument(f"bencoded value must be 1-{MAX_VALUE_SIZE} bytes")
     try:
         bdecode(v_bencoded)
     except DecodeError:
-        raise ValueError("value is not canonical bencode") from None
+        raise InvalidArgument("value is not canonical bencode") from None

@@ -1,6 +1,6 @@
 """Wall time of get_peers in a loopback swarm of 1,000 mldht nodes.
 
-Prints one JSON object. A child process runs ``tools/swarm.py``'s :class:`Swarm`:
+Prints one JSON object. A child process runs :class:`mldht.Testnet`:
 ``--nodes`` (default 1,000) DHTNodes on their own 127.77.x.y addresses, joined into one
 network, with ``--infohashes`` (default 200) random info-hashes announced from random
 nodes. This process runs one more DHTNode (on 127.78.0.1, asyncio with uvloop), joins the
@@ -13,7 +13,6 @@ peer. Two processes, so the swarm and the searching node each have a core.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
 import selectors
@@ -40,14 +39,12 @@ def child(args: argparse.Namespace) -> None:
     """Run the swarm; print its bootstrap address and info-hashes; serve until stdin closes."""
     import anyio
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    swarm_cls = importlib.import_module("swarm").Swarm  # tools/ is not a package
-
     from mldht.runtime.node import format_addr, run
+    from mldht.testnet import Testnet
 
     async def main() -> None:
         started = time.monotonic()
-        async with swarm_cls(
+        async with Testnet(
             args.nodes, infohashes=args.infohashes, seed=args.seed, ready_timeout=args.ready_timeout
         ) as swarm:
             info = swarm.summary()

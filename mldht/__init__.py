@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .runtime import DHTNode as DHTNode
     from .runtime import PeerIterator as PeerIterator
     from .runtime import run as run
+    from .testnet import Testnet as Testnet
 
 _RUNTIME_NAMES = frozenset({"DHTNode", "PeerIterator", "run"})
 
@@ -31,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from . import runtime
 
         return getattr(runtime, name)
+    if name == "Testnet":
+        from .testnet import Testnet
+
+        return Testnet
     raise AttributeError(f"module 'mldht' has no attribute {name!r}")
 
 
@@ -51,5 +56,6 @@ __all__ = [
     "PeerIterator",
     "QueryTimeout",
     "SampleDone",
+    "Testnet",
     "run",
 ]

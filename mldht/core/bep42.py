@@ -2,11 +2,12 @@
 
 A compliant node id starts with 21 bits of CRC-32C computed over the node's masked
 external IP (4 bytes for IPv4, the high 8 bytes for IPv6) and ends with the random
-byte whose low 3 bits were mixed into that CRC (spec §5.1).
+byte whose low 3 bits were mixed into that CRC (BEP 42 "Node ID restriction").
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ __all__ = [
     "crc32c",
     "generate_node_id",
     "is_exempt",
+    "is_local_ip",
     "is_valid_node_id",
     "node_id_crc",
     "packed_ip",
@@ -59,7 +61,7 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-# BEP 42 masks: IPv4 hashes 4 bytes, IPv6 the high 8 bytes (spec §5.1, §12 item 1).
+# BEP 42 masks: IPv4 hashes 4 bytes, IPv6 the high 8 bytes (BEP 42).
 _MASK_V4 = bytes.fromhex("030f3fff")
 _MASK_V6 = bytes.fromhex("0103070f1f3f7fff")
 
@@ -127,7 +129,7 @@ def is_valid_node_id(node_id: bytes, ip: str, *, honor_exemptions: bool = True) 
     """Whether ``node_id`` complies with BEP 42 for the source IP ``ip``.
 
     With ``honor_exemptions`` (the default) an exempt, local-network IP always passes,
-    as BEP 42 skips the check for those (§5.3). A malformed id or IP never raises: it
+    as BEP 42 skips the check for those (BEP 42 "Exceptions"). A malformed id or IP never raises: it
     is remote data, so the answer is simply False.
     """
     if len(node_id) != ID_LEN:
@@ -190,10 +192,20 @@ def is_exempt(ip: str) -> bool:
     return _is_exempt_packed(raw)
 
 
+@functools.lru_cache(maxsize=8192)
+def is_local_ip(ip: str) -> bool:
+    """:func:`is_exempt`, cached: loopback, private and link-local addresses.
+
+    The routing table asks this of every node that answers; a flood of distinct
+    addresses only churns the bounded cache.
+    """
+    return is_exempt(ip)
+
+
 class ExternalIPVoter:
     """Learns the node's external IP from the BEP 42 ``ip`` key of responses.
 
-    One reporter is not trustworthy (spec §5.4), so reports are votes:
+    One reporter is not trustworthy (BEP 42 "Enforcement"), so reports are votes:
 
     * each voter *group* holds at most one vote, its latest; a group is the voter's
       /24 for IPv4 (``/64`` for IPv6), so one host or one small network cannot stuff

@@ -2,7 +2,7 @@
 
 Verification and everyday signing use ``cryptography`` (RFC 8032 keys: a 32-byte seed).
 :func:`expanded_sign` is a small pure-Python signer for the *expanded* 64-byte secrets
-that the BEP 44 test vectors and libtorrent use (spec §7.7); it is slow and exists for
+that the BEP 44 test vectors and libtorrent use (BEP 44 "Test vectors"); it is slow and exists for
 byte-exact vectors and interop, not for production signing.
 
 Saving and loading key files is I/O and so lives in :mod:`mldht.runtime.keys`.
@@ -49,13 +49,13 @@ SIGNATURE_LEN: Final = 64
 SEED_LEN: Final = 32
 EXPANDED_SECRET_LEN: Final = 64
 MAX_VALUE_LEN: Final = 1000
-"""Largest bencoded ``v`` accepted (BEP 44; libtorrent accepts 1-1000 bytes, spec §12.8)."""
+"""Largest bencoded ``v`` accepted (BEP 44; libtorrent accepts 1-1000 bytes)."""
 MAX_SALT_LEN: Final = 64
 MAX_SEQ: Final = 0x7FFFFFFFFFFFFFFF
 """``seq`` SHOULD fit a signed 64-bit integer (BEP 44)."""
 
 
-# --- targets and the signed buffer (spec §7.2-7.4) ---------------------------------------
+# --- targets and the signed buffer (BEP 44) ----------------------------------------------
 
 
 def immutable_target(v_bencoded: bytes) -> bytes:
@@ -71,10 +71,10 @@ def mutable_target(public_key: bytes, salt: bytes = b"") -> bytes:
 
 
 def signed_buffer(v_bencoded: bytes, seq: int, salt: bytes = b"") -> bytes:
-    """The bytes a mutable item's signature covers (spec §7.4).
+    """The bytes a mutable item's signature covers (BEP 44 "Signature verification").
 
     A byte concatenation, not a bencoded dict, and with no extra length prefix before
-    the value (spec §12.10: the vectors show ``…e1:v`` followed directly by ``v``).
+    the value (the BEP 44 test vectors show ``…e1:v`` followed directly by ``v``).
     """
     head = b"4:salt" + str(len(salt)).encode() + b":" + salt if salt else b""
     return head + b"3:seqi" + str(int(seq)).encode() + b"e1:v" + v_bencoded
@@ -155,7 +155,7 @@ class KeyPair:
         return mutable_target(self.public_key, salt)
 
 
-# --- expanded-key Ed25519 (spec §7.7), pure Python ----------------------------------------
+# --- expanded-key Ed25519 (BEP 44 "Test vectors"), pure Python ------------------------
 #
 # The BEP 44 vectors give orlp/ed25519's 64-byte expanded secret (clamped scalar ‖ nonce
 # prefix), from which no RFC 8032 library can sign. Twisted Edwards curve

@@ -106,7 +106,7 @@ def decode_nodes(raw: bytes, ipv6: bool = False) -> list[NodeInfo]:
     """Decode a ``nodes`` (26-byte records) or ``nodes6`` (38-byte records) string.
 
     A length that is not a multiple of the record size raises :class:`DecodeError`;
-    records with port 0 are skipped (BEP 5 §2.3).
+    records with port 0 are skipped (BEP 5, "Contact Encoding").
     """
     size = NODE6_LEN if ipv6 else NODE4_LEN
     if len(raw) % size:

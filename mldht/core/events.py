@@ -112,7 +112,7 @@ class SampleDone:
     version: bytes | None = None
     rtt: float | None = None
     supported: bool = False
-    """Whether the reply carried ``samples`` (real BEP 51 support, spec §10)."""
+    """Whether the reply carried ``samples`` (real BEP 51 support)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from .ids import ID_BITS, ID_LEN, distance
 __all__ = ["DEFAULT_TTL", "ItemBackend", "ItemStore", "StoredItem"]
 
 DEFAULT_TTL: Final = 7200.0
-"""Items not put again for 2 h expire (BEP 44: MAY expire after 2 h; spec §7.6)."""
+"""Items not put again for 2 h expire (BEP 44: MAY expire after 2 h)."""
 
 _T = TypeVar("_T")
 
@@ -116,18 +116,18 @@ def _unpack(target: bytes, rec: _Record) -> StoredItem:
 def _check_value(v_bencoded: object) -> bytes:
     if not isinstance(v_bencoded, bytes):
         raise KRPCError(KRPCError.PROTOCOL, "v must be a bencoded value")
-    # libtorrent answers both an empty and an over-long v with 205 (spec §7.1, §12.8).
+    # libtorrent answers both an empty and an over-long v with 205 (measured, libtorrent 2.1.1).
     if not 0 < len(v_bencoded) <= MAX_VALUE_LEN:
         raise KRPCError(KRPCError.MESSAGE_TOO_BIG, "message (v field) too big")
     try:
-        bdecode(v_bencoded)  # strict: non-canonical bencoding MUST be rejected (§7.1)
+        bdecode(v_bencoded)  # strict: non-canonical bencoding MUST be rejected (BEP 44)
     except DecodeError:
         raise KRPCError(KRPCError.PROTOCOL, "v is not canonical bencode") from None
     return v_bencoded
 
 
 class ItemStore:
-    """The storing-node side of BEP 44 ``put`` / ``get`` (spec §7.5, §7.6), bounded.
+    """The storing-node side of BEP 44 ``put`` / ``get`` (and expiry), bounded.
 
     Bounds: at most ``max_items`` items and ``max_bytes`` bytes of item data (target,
     ``v``, ``k``, salt and ``sig`` of every item). When a new item does not fit, the least
@@ -236,13 +236,13 @@ class ItemStore:
         cas: int | None,
         now: float,
     ) -> None:
-        """Store, replace or refresh a mutable item under SHA-1(k ‖ salt) (spec §7.5).
+        """Store, replace or refresh a mutable item under SHA-1(k ‖ salt) (BEP 44 "Mutable items").
 
         Checks, in libtorrent's order: 203 (k, sig of the wrong length or type), 205 (v
         empty or over 1000 bytes), 203 (v not canonical bencode), 207 (salt over 64
         bytes), 203 (seq negative or over 2**63 - 1), 206 (bad signature, checked before
         the stored item is looked at), then against a stored item: 301 (``cas`` given
-        and not the stored ``seq``; checked first, spec §12.9), 302 (``seq`` below the
+        and not the stored ``seq``; checked first, as libtorrent does), 302 (``seq`` below the
         stored one, or equal with a different value). An equal ``seq`` with the same
         value only refreshes the expiry timer. Finally 202 if there is no room.
         """
@@ -269,7 +269,7 @@ class ItemStore:
         if old is not None:
             if old.seq is None:
                 raise KRPCError(KRPCError.SEQ_TOO_LOW, "target holds an immutable item")
-            # If nothing is stored, cas is ignored (spec §7.5 step 7.4).
+            # If nothing is stored, cas is ignored (BEP 44 "cas").
             if cas is not None and cas != old.seq:
                 raise KRPCError(KRPCError.CAS_MISMATCH, "CAS mismatch")
             if seq < old.seq:

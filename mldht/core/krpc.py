@@ -137,7 +137,7 @@ class AnnouncePeer:
 
     def args(self) -> dict[bytes, Any]:
         # Always send `port`: libtorrent rejects an announce without it, even with
-        # implied_port=1 (spec digest §2.4).
+        # implied_port=1 (BEP 5 "announce_peer").
         a: dict[bytes, Any] = {
             b"id": self.id,
             b"info_hash": self.info_hash,
@@ -621,7 +621,7 @@ def _nodes(r: dict[bytes, Any], key: bytes, ipv6: bool) -> tuple[NodeInfo, ...] 
     if not isinstance(raw, bytes):
         raise DecodeError(f"'{key.decode()}' is not a string")
     size = 38 if ipv6 else 26
-    # Be lenient with a trailing fragment (spec §2.3 allows dropping it).
+    # Be lenient with a trailing fragment (BEP 5 leaves it unsaid; libtorrent drops it).
     return tuple(decode_nodes(raw[: len(raw) - len(raw) % size], ipv6))
 
 

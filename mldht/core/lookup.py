@@ -1,4 +1,4 @@
-"""Iterative Kademlia lookups as a pure state machine (BEP 5 §2.7, informative).
+"""Iterative Kademlia lookups as a pure state machine (BEP 5, "Routing Table", informative).
 
 A :class:`Lookup` knows nothing about message types: it is the shared engine under
 ``find_node``, ``get_peers``, BEP 44 ``get`` / ``put`` and announces. The caller drives it::
@@ -233,7 +233,7 @@ class Lookup:
         if chosen:
             del self._cand_dists[: len(chosen)]
         # Routers only when no candidate is left and the real nodes answered or being
-        # asked cannot fill the closest set by themselves (BEP 5 §2.7: first contacts).
+        # asked cannot fill the closest set by themselves (BEP 5, "Routing Table": first contacts).
         while (
             len(chosen) < slots
             and self._routers
@@ -355,7 +355,7 @@ class Lookup:
         """The answers of the ``n`` closest responded nodes (default ``k``), closest first.
 
         Routers are never among them. For announces and ``put``, the caller keeps those
-        that returned a token (BEP 5 §2.7 step 3).
+        that returned a token (BEP 5, "Routing Table" step 3).
         """
         count = self.k if n is None else n
         return [self._resp[d] for d in self._resp_dists[:count]]

@@ -484,7 +484,7 @@ class NodeState:
             )
 
     def _on_put(self, q: Query, body: Put, addr: Addr, now: float) -> None:
-        # Check order: libtorrent's (spec digest §7.5).
+        # Check order: libtorrent's (libtorrent's put handler, measured).
         if len(body.v) > MAX_VALUE_SIZE:
             self._reply_error(q.t, KRPCError.MESSAGE_TOO_BIG, "message too big", addr)
             return
@@ -850,7 +850,7 @@ class NodeState:
         return op.op
 
     def bootstrap(self, routers: list[Addr], now: float, *, as_nodes: bool = False) -> int:
-        """Self-lookup starting at ``routers`` and the table (BEP 5 §2.7).
+        """Self-lookup starting at ``routers`` and the table (BEP 5, "Routing Table").
 
         Routers are used as first contacts of lookups only, never put in the table
         (BEP 5), unless ``as_nodes``: then they are ordinary nodes once they answer (for
@@ -868,7 +868,19 @@ class NodeState:
         return op.op
 
     def get_peers(self, info_hash: bytes, now: float) -> int:
+        """get_peers lookup. Peers our own store holds for ``info_hash`` (we may be one of
+        its storing nodes) come first, in a PeersFound before any query is answered."""
         op = self._start_lookup(b"get_peers", info_hash, now)
+        local = self.peer_store.get_peers(
+            info_hash,
+            now,
+            self.config.max_peers_per_infohash,
+            family=6 if self.config.ipv6 else 4,
+            max_bytes=1 << 30,
+        )
+        if local:
+            op.peers.update(dict.fromkeys(local))
+            self._emit(op, PeersFound(op.op, info_hash, tuple(local)))
         self._advance(op, now)
         return op.op
 

@@ -1,4 +1,4 @@
-"""The Kademlia routing table (BEP 5 §2.6), with libtorrent's refinements.
+"""The Kademlia routing table (BEP 5, "Routing Table"), with libtorrent's refinements.
 
 The table is a list of buckets, as in libtorrent: bucket ``i`` (for ``i`` below the last
 index) holds the nodes whose ids share exactly ``i`` leading bits with our own id; the last
@@ -6,13 +6,15 @@ bucket, the *home* bucket, holds every node sharing at least that many bits. Thi
 same table as BEP 5's ranges: only the bucket that contains our own id ever splits, and
 splitting it appends a new home bucket.
 
-Refinements beyond BEP 5 (all from libtorrent, mainline-dht.md §2.6 "Impl."):
+Refinements beyond BEP 5 (all from libtorrent's routing_table.cpp):
 
 * the first four buckets hold more nodes (``far_bucket_sizes``, 128/64/32/16 for k = 8);
 * each bucket has a bounded replacement cache of nodes that answered us while the bucket
   was full; the newest entry wins, and entries are promoted when a node is removed or
   goes bad;
-* at most one entry per IP address in the whole table (live entries and caches);
+* at most one entry per public IP address in the whole table (live entries and caches);
+  loopback and private addresses count per ip:port, so that a local network may run
+  several nodes on one address;
 * the same ip:port showing up with a new id evicts the old entry, while the same id from
   another address does not move an entry that is not bad.
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+from .bep42 import is_local_ip
 from .compact import Addr, NodeInfo
 from .ids import ID_BITS, ID_LEN, id_from_int, random_id_in_range
 
@@ -47,7 +50,7 @@ __all__ = [
 
 
 class NodeStatus(enum.Enum):
-    """The three node states of BEP 5 §2.6."""
+    """The three node states of BEP 5, "Routing Table"."""
 
     GOOD = "good"
     QUESTIONABLE = "questionable"
@@ -59,7 +62,7 @@ class RoutingEntry:
     """What the table knows about one node. Read-only for callers: the table updates it.
 
     Every entry has answered at least one of our queries (``last_response``): nodes that
-    only queried us are never inserted (BEP 5 §2.6).
+    only queried us are never inserted (BEP 5, "Routing Table").
     """
 
     node: NodeInfo
@@ -191,9 +194,11 @@ class RoutingTable:
         self._buckets: list[_Bucket] = [_Bucket(0, self._limit(0), None)]
         # live entries and cached entries alike: one entry per id and one per IP
         self._by_id: dict[bytes, RoutingEntry] = {}
-        # One entry per IP (libtorrent); ``one_per_ip=False`` relaxes it to one per
-        # ip:port, for networks sharing one address (IPv6 loopback tests), as libtorrent's
-        # dht_restrict_routing_ips=false does.
+        # One entry per public IP (libtorrent's defence against one host filling the
+        # table). Loopback and private addresses (BEP 42's exempt ranges) count per
+        # ip:port, so that nodes of a local network may share one address;
+        # ``one_per_ip=False`` counts every address per ip:port (libtorrent's
+        # dht_restrict_routing_ips=false).
         self._one_per_ip = one_per_ip
         self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
@@ -373,7 +378,7 @@ class RoutingTable:
         """``node`` sent us a query. Returns True when the caller should ping it.
 
         A known node gets its last-query time updated (which keeps it good, BEP 5). A node
-        that has only queried us is never inserted (mainline-dht.md §2.6): when it could
+        that has only queried us is never inserted (BEP 5, "Routing Table"): when it could
         take a place in the table (its bucket has room, a bad node, can split, or has room
         in its replacement cache) this returns True, and the caller pings it and reports
         the answer with :meth:`node_responded`.
@@ -537,7 +542,9 @@ class RoutingTable:
     # ------------------------------------------------------------------ internals
 
     def _ip_key(self, addr: Addr) -> object:
-        return addr[0] if self._one_per_ip else addr
+        if self._one_per_ip and not is_local_ip(addr[0]):
+            return addr[0]
+        return addr
 
     def _limit(self, index: int) -> int:
         return self._far_sizes[index] if index < len(self._far_sizes) else self._k

@@ -1,4 +1,4 @@
-"""Write tokens (BEP 5 §2.5): issued in ``get_peers`` / ``get``, checked on announce / put.
+"""Write tokens (BEP 5, "get_peers"): issued in ``get_peers`` / ``get``, checked on announce / put.
 
 A token is the first ``token_len`` bytes of HMAC-SHA1(secret, packed IP ‖ target). It is
 bound to the requester's IP but not its port (BEP 5: the port of an announce may differ

@@ -30,7 +30,7 @@ class Pending:
 class Transactions:
     """Pending calls keyed by (transaction id, address).
 
-    A reply is matched by ``t`` **and** the address the query went to (BEP 5 §2.1); a
+    A reply is matched by ``t`` **and** the address the query went to (BEP 5, "KRPC Protocol"); a
     reply carrying a known ``t`` from another address is dropped and counted in
     :attr:`spoofed`.
     """

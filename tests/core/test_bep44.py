@@ -1,4 +1,4 @@
-"""BEP 44 targets, signed buffers and signatures; BEP 46 helpers (spec §7, §9)."""
+"""BEP 44 targets, signed buffers and signatures; BEP 46 helpers (BEP 44, BEP 46)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from mldht.core.bep44 import (
 )
 from mldht.errors import DecodeError, InvalidArgument
 
-# --- the BEP 44 vectors (spec §7.7) ------------------------------------------------------
+# --- the BEP 44 vectors -----------------------------------------------------------------
 
 VALUE = b"12:Hello World!"
 PUBLIC_KEY = bytes.fromhex("77ff84905a91936367c01360803104f92432fcd904a43511876df5cdf3e7e548")
@@ -91,7 +91,7 @@ def test_base_point_encoding() -> None:
 
 
 def test_signed_buffer_has_no_length_prefix_and_empty_salt_is_absent() -> None:
-    # spec §12.10: no extra length prefix before v.
+    # BEP 44 vectors: no extra length prefix before v.
     assert signed_buffer(b"i7e", 0) == b"3:seqi0e1:vi7e"
     assert signed_buffer(b"le", 12, b"") == signed_buffer(b"le", 12)
     assert signed_buffer(b"le", 3, b"\x00") == b"4:salt1:\x003:seqi3e1:vle"
@@ -103,7 +103,7 @@ def test_mutable_target_rejects_bad_key() -> None:
         mutable_target(PUBLIC_KEY[:31])
 
 
-# --- BEP 46 vectors (spec §9) ------------------------------------------------------------
+# --- BEP 46 vectors ------------------------------------------------------------------
 
 BEP46_KEY = bytes.fromhex("8543d3e6115f0f98c944077a4493dcd543e49c739fd998550a1f614ab36ed63e")
 

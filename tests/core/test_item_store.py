@@ -1,4 +1,4 @@
-"""The storing node's BEP 44 item store: error codes, seq / cas, expiry, bounds (spec §7.5)."""
+"""The storing node's BEP 44 item store: error codes, seq / cas, expiry, bounds (BEP 44)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_205_value_size() -> None:
     expect(205, lambda: mput(store, v=big))
     expect(205, lambda: mput(store, v=b""))
     assert len(store) == 0 and backend.saves == []
-    # Exactly 1000 bytes is accepted (spec §12.8), also with the largest salt.
+    # Exactly 1000 bytes is accepted (libtorrent does too), also with the largest salt.
     limit = value_of_size(2, 1000)
     t1 = store.put_immutable(limit, 0.0)
     t2 = mput(store, v=limit, salt=b"s" * 64)
@@ -273,7 +273,7 @@ def test_301_cas_mismatch() -> None:
     target = mput(store, v=b"i5e", seq=5)
     expect(301, lambda: mput(store, v=b"i6e", seq=6, cas=4))
     expect(301, lambda: mput(store, v=b"i6e", seq=6, cas=6))
-    # cas is checked before seq (spec §12.9).
+    # cas is checked before seq (as libtorrent does).
     expect(301, lambda: mput(store, v=b"i4e", seq=4, cas=3))
     expect(301, lambda: mput(store, v=b"i5e", seq=5, cas=3))
     item = store.get(target, 0.0)

@@ -13,7 +13,7 @@ from mldht.core.bencode import bdecode, bencode
 from mldht.core.compact import NodeInfo, decode_nodes, decode_peer, encode_nodes, encode_peer
 from mldht.errors import DecodeError
 
-# The BEP 5 examples, as given in the spec digest §2.
+# The BEP 5 examples, as given in BEP 5.
 BEP5_QUERIES = [
     b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe",
     b"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe",

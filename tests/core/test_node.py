@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from mldht.core import bep44, krpc
 from mldht.core.bencode import bdecode, bencode
 from mldht.core.compact import NodeInfo, decode_nodes
-from mldht.core.events import PingDone, PutDone
+from mldht.core.events import LookupDone, PeersFound, PingDone, PutDone
 from mldht.core.node import NodeConfig, NodeState
 
-# The real-client datagrams live in shared/, beside the repository (also in CI).
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "krpc"
+# Real datagrams sent by libtorrent, bittorrent-dht, aria2 and Transmission (index.json
+# says what each is; README.md lists their quirks).
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "krpc"
 
 ME = ("127.0.0.1", 6881)
 CLIENT = ("127.0.0.2", 7000)
@@ -131,6 +132,21 @@ def test_announce_with_token_then_get_peers() -> None:
         bytes([127, 0, 0, 2]) + (51413).to_bytes(2, "big"),
         bytes([127, 0, 0, 3]) + (7001).to_bytes(2, "big"),
     }
+
+
+def test_own_lookup_includes_the_peers_we_store() -> None:
+    """A node asked to get_peers for an infohash it stores peers of returns them first."""
+    node = make_node()
+    ih = b"J" * 20
+    token = ask(node, q(b"get_peers", {b"id": b"c" * 20, b"info_hash": ih}))[b"r"][b"token"]
+    announce = {b"id": b"c" * 20, b"info_hash": ih, b"port": 51413, b"token": token}
+    assert ask(node, q(b"announce_peer", announce))[b"y"] == b"r"
+    op = node.get_peers(ih, 2.0)
+    found = node.next_event()
+    assert isinstance(found, PeersFound) and found.op == op
+    assert found.peers == (("127.0.0.2", 51413),)
+    done = node.next_event()  # no node to ask: the lookup ends at once, peer included
+    assert isinstance(done, LookupDone) and done.peers == (("127.0.0.2", 51413),)
 
 
 def test_announce_bad_token_and_foreign_ip() -> None:

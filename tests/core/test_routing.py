@@ -42,7 +42,7 @@ class Nodes:
     def addr(self) -> tuple[str, int]:
         self.count += 1
         n = self.count
-        return (f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)
+        return (f"45.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)
 
     def sharing(self, own: bytes, shared: int) -> NodeInfo:
         return NodeInfo(id_sharing(own, shared, self.rng), self.addr())
@@ -721,7 +721,7 @@ def test_random_event_sequences_keep_the_table_consistent(seed: int, steps: int)
     table = RoutingTable(
         own, random.Random(seed), k=rng.choice([1, 2, 8]), far_bucket_sizes=rng.choice([(), (4,)])
     )
-    ips = [f"10.0.{i // 256}.{i % 256}" for i in range(60)]  # few IPs: many collisions
+    ips = [f"45.0.{i // 256}.{i % 256}" for i in range(60)]  # few IPs: many collisions
     known: list[NodeInfo] = []
     now = 0.0
     for _ in range(steps):
@@ -771,16 +771,32 @@ def test_random_event_sequences_keep_the_table_consistent(seed: int, steps: int)
 
 
 def test_one_per_ip_can_be_relaxed_to_one_per_address() -> None:
-    import random as _random
-
-    from mldht.core.compact import NodeInfo as _NodeInfo
-    from mldht.core.routing import RoutingTable as _Table
-
-    rng = _random.Random(3)
-    strict = _Table(b"\x00" * 20, rng)
-    relaxed = _Table(b"\x00" * 20, rng, one_per_ip=False)
+    rng = random.Random(3)
+    strict = RoutingTable(b"\x00" * 20, rng)
+    relaxed = RoutingTable(b"\x00" * 20, rng, one_per_ip=False)
     for port in range(1000, 1005):
-        node = _NodeInfo(rng.randbytes(20), ("::1", port))
+        node = NodeInfo(rng.randbytes(20), ("2001:db8::1", port))
         strict.node_responded(node, 0.0)
         relaxed.node_responded(node, 0.0)
     assert len(strict) == 1 and len(relaxed) == 5
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "10.1.2.3", "192.168.0.9", "::1", "fd00::5"])
+def test_local_addresses_count_per_ip_and_port(ip: str) -> None:
+    """A private network may run many nodes on one address: one entry per ip:port."""
+    rng = random.Random(4)
+    table = RoutingTable(b"\x00" * 20, rng)
+    for port in range(7001, 7006):
+        table.node_responded(NodeInfo(rng.randbytes(20), (ip, port)), 0.0)
+    assert len(table) == 5
+    # the same ip:port with a new id still replaces the old entry
+    table.node_responded(NodeInfo(rng.randbytes(20), (ip, 7001)), 1.0)
+    assert len(table) == 5
+
+
+def test_public_addresses_count_once_per_ip() -> None:
+    rng = random.Random(5)
+    table = RoutingTable(b"\x00" * 20, rng)
+    for port in range(7001, 7006):
+        table.node_responded(NodeInfo(rng.randbytes(20), ("45.33.1.2", port)), 0.0)
+    assert len(table) == 1

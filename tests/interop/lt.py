@@ -3,10 +3,11 @@
 ``LtNode`` wraps the ``libtorrent`` PyPI bindings (2.x). A background thread pumps the
 session's alerts and copies what the tests need into plain records at once: an alert object
 is valid only until the next ``pop_alerts()``, and touching one later crashes the process
-(interop.md). Every method that waits has a bound. Methods are thread-safe, so an anyio
-test can call them through ``anyio.to_thread.run_sync`` while its own node keeps serving.
+(measured with libtorrent 2.1.1). Every method that waits has a bound. Methods are
+thread-safe, so an anyio test can call them through ``anyio.to_thread.run_sync`` while
+its own node keeps serving.
 
-Facts this module relies on, measured with libtorrent 2.1.1 (see also interop.md):
+Facts this module relies on, measured with libtorrent 2.1.1:
 
 * ``dht_put_mutable_item`` takes libtorrent's 64-byte expanded secret and signs a byte
   string only; it picks ``seq`` itself as (newest seq its get phase found) + 1, so callers
@@ -72,7 +73,7 @@ def libtorrent_secret_key(seed: bytes) -> bytes:
     """libtorrent's 64-byte ed25519 secret for a 32-byte RFC 8032 seed.
 
     It is the expanded key of orlp/ed25519: the clamped scalar (first half of SHA-512 of
-    the seed) followed by the nonce prefix (second half); mainline-dht.md §7.7.
+    the seed) followed by the nonce prefix (second half); BEP 44 "Test vectors".
     """
     if len(seed) != 32:
         raise ValueError("ed25519 seed must be 32 bytes")
@@ -97,7 +98,7 @@ def mutable_target(pubkey: bytes, salt: bytes = b"") -> bytes:
 def loopback_settings(host: str, port: int) -> dict[str, Any]:
     """Settings for a DHT-only session on ``host:port`` that tolerates a loopback network.
 
-    Every relaxation is one interop.md found necessary: no public routers, no IP-diversity
+    Every relaxation is one found necessary: no public routers, no IP-diversity
     rules (all nodes share 127/8), no rate limits that ban a busy test peer for 5 minutes.
     """
     cat = libtorrent.alert.category_t

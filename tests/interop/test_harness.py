@@ -111,7 +111,7 @@ def test_bootstrap_from_each_other(make_lt: MakeLt, make_bdht: MakeBdht) -> None
     seen_by_bd = bd.wait_for_node(lt.addr, timeout=5)
     assert seen_by_bd is not None and seen_by_bd.id == lt.node_id
     # libtorrent keeps a node that only queried it as a replacement until the node answers
-    # libtorrent's own query (interop.md: about 3-6 s).
+    # libtorrent's own query (measured: about 3-6 s).
     seen_by_lt = lt.wait_for_node(bd.addr, timeout=20)
     assert seen_by_lt is not None and seen_by_lt.id == bd.node_id
 

@@ -36,6 +36,7 @@ from mldht.runtime.items import (
     load_or_create_keypair,
 )
 from mldht.runtime.keys import save_keypair
+from mldht.testnet import Testnet
 
 FAST: dict[str, Any] = {"query_timeout": 0.5, "soft_timeout": 0.2, "lookup_timeout": 5.0}
 SEED = bytes(range(32))
@@ -53,20 +54,10 @@ async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> Non
 
 
 async def start_network(stack: AsyncExitStack, size: int, subnet: int, **kw: Any) -> list[DHTNode]:
-    """``size`` nodes on 127.0.<subnet>.1...; all bootstrap from the first one."""
-    seed = await stack.enter_async_context(
-        DHTNode(bind=(f"127.0.{subnet}.1", 0), bootstrap=[], **FAST, **kw)
-    )
-    nodes = [seed]
-    for i in range(2, size + 1):
-        node = DHTNode(bind=(f"127.0.{subnet}.{i}", 0), bootstrap=[seed.address], **FAST, **kw)
-        nodes.append(await stack.enter_async_context(node))
-    await wait_until(
-        lambda: all(len(n.state.routing) == size - 1 for n in nodes),
-        10,
-        "every routing table to fill",
-    )
-    return nodes
+    """A :class:`Testnet` of ``size`` nodes on 127.<subnet>.0.x, every table full."""
+    net = await stack.enter_async_context(Testnet(size, prefix=f"127.{subnet}", **FAST, **kw))
+    await net.wait_tables()
+    return list(net.nodes)
 
 
 def stored_elsewhere(nodes: list[DHTNode], target: bytes) -> list[tuple[int | None, int]]:

@@ -23,6 +23,7 @@ from mldht.core.bencode import bencode
 from mldht.core.compact import Addr, NodeInfo
 from mldht.errors import InvalidArgument, MldhtError, QueryTimeout
 from mldht.runtime import DHTNode, persist, run
+from mldht.testnet import Testnet
 
 INFOHASH = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
 FAST: dict[str, Any] = {"query_timeout": 0.5, "soft_timeout": 0.2, "lookup_timeout": 5.0}
@@ -48,22 +49,14 @@ def closed_udp_port(host: str) -> int:
 async def start_network(
     stack: AsyncExitStack, size: int, first_ip: int, **kw: Any
 ) -> list[DHTNode]:
-    """``size`` nodes on 127.0.0.<first_ip>...; all bootstrap from the first one."""
-    seed = await stack.enter_async_context(
-        DHTNode(bind=(f"127.0.0.{first_ip}", 0), bootstrap=[], **FAST, **kw)
-    )
-    nodes = [seed]
-    for i in range(1, size):
-        node = DHTNode(bind=(f"127.0.0.{first_ip + i}", 0), bootstrap=[seed.address], **FAST, **kw)
-        nodes.append(await stack.enter_async_context(node))
-    # A bootstrap node the user named is an ordinary neighbour once it answers (only the
-    # public routers are kept out of tables), so every node ends up knowing all others.
-    await wait_until(
-        lambda: all(len(n.state.routing) == size - 1 for n in nodes),
-        10,
-        "every routing table to fill",
-    )
-    return nodes
+    """A :class:`Testnet` of ``size`` nodes on 127.<first_ip>.0.x, every table full.
+
+    Bootstrap nodes the user named are ordinary neighbours once they answer (only the
+    public routers are kept out of tables), so every node ends up knowing all others.
+    """
+    net = await stack.enter_async_context(Testnet(size, prefix=f"127.{first_ip}", **FAST, **kw))
+    await net.wait_tables()
+    return list(net.nodes)
 
 
 async def probe(sock: anyio.abc.UDPSocket, dest: Addr, raw: bytes, t: bytes) -> Any:

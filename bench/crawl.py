@@ -95,7 +95,7 @@ def flat_swarm(args: argparse.Namespace) -> None:
             info = {
                 "bootstrap": format_addr(nodes[0].address),
                 "nodes": len(nodes),
-                "routing_table_size_mean": sum(len(n.state.routing) for n in nodes) / len(nodes),
+                "routing_table_size_mean": sum(n.stats["nodes"] for n in nodes) / len(nodes),
                 "ready_after_s": round(time.monotonic() - started, 2),
             }
             print(json.dumps(info), flush=True)
@@ -104,18 +104,29 @@ def flat_swarm(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from mldht import argtypes
+
+    ap = argtypes.Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--nodes", type=int, default=1000, help="swarm size (the goal is stated for 5000)"
+        "--nodes",
+        type=argtypes.positive_int,
+        default=1000,
+        help="swarm size (the goal is stated for 5000)",
     )
-    ap.add_argument("--rate", type=float, default=1000.0, help="crawler queries/s at most")
-    ap.add_argument("--duration", type=float, default=120.0, help="crawl bound, seconds")
-    ap.add_argument("--share", type=float, default=0.99, help="share of nodes to find")
-    ap.add_argument("--ready-timeout", type=float, default=900.0)
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--rate", type=argtypes.positive_number, default=1000.0, help="crawler queries/s at most"
+    )
+    ap.add_argument(
+        "--duration", type=argtypes.positive_seconds, default=120.0, help="crawl bound, seconds"
+    )
+    ap.add_argument(
+        "--share", type=argtypes.positive_number, default=0.99, help="share of nodes to find"
+    )
+    ap.add_argument("--ready-timeout", type=argtypes.positive_seconds, default=900.0)
+    ap.add_argument("--seed", type=argtypes.count, default=1)
     ap.add_argument(
         "--quiet-timeout",
-        type=float,
+        type=argtypes.positive_seconds,
         default=300.0,
         help="after the swarm is ready, wait at most this long for it to go idle",
     )

@@ -12,13 +12,23 @@ so on stderr, or ``"encoding": "hex"`` with ``--json``) when it is not, and as J
 it is an int, list or dict (byte strings inside as text, or ``{"hex": ...}``).
 
 Exit status: 0 on success, 1 when the network did not give what was asked (no answer,
-nobody accepted), 2 on bad input (one ``mldht: error: ...`` line naming the argument).
+nobody accepted, a network error), 2 on bad input: an argument (one ``mldht: error: ...``
+line naming it), or a state directory or key file that cannot be created, read or
+written. A failure is one line on stderr, ``mldht: <reason>``, never a traceback; with
+``--json`` stdout also gets exactly one object, ``{"error": "<reason>", "exit": N}``,
+plus ``"code"`` when nodes refused with a KRPC error (e.g. 302).
+
+Short-lived commands (all but ``node``) try the bootstrap nodes once: when none
+answers they fail at once rather than retry. ``--bootstrap none`` starts with no
+router at all (the first node of a private network).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -38,7 +48,7 @@ from .core.bep44 import MAX_SEQ, KeyPair, mutable_target, parse_btpk_magnet
 from .core.compact import Addr
 from .core.events import PutDone
 from .core.ids import parse_infohash
-from .errors import InvalidArgument, MldhtError, QueryTimeout
+from .errors import InvalidArgument, KRPCError, MldhtError, QueryTimeout
 from .runtime import persist
 from .runtime.items import (
     IDENTITY_FILE,
@@ -90,6 +100,13 @@ def _bind_arg(text: str) -> Addr:
 
 
 def _peer_arg(text: str) -> Addr:
+    return parse_hostport(text)
+
+
+def _bootstrap_arg(text: str) -> Addr | None:
+    """``HOST:PORT``, or ``none`` (None): no router at all."""
+    if text.strip().lower() == "none":
+        return None
     return parse_hostport(text)
 
 
@@ -203,9 +220,24 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     _out(json.dumps(obj) if args.json else text)
 
 
-def _fail(message: str, status: int = 1) -> int:
-    _note(message)
+def _fail(args: argparse.Namespace, message: str, status: int = 1, code: int | None = None) -> int:
+    """Report a failure (see :func:`_report_failure`); returns ``status``."""
+    _report_failure(message, status, json_out=bool(getattr(args, "json", False)), code=code)
     return status
+
+
+def _report_failure(
+    message: str, status: int, *, json_out: bool, code: int | None = None, prefix: str = ""
+) -> None:
+    """One line on stderr, ``mldht: [prefix]message``; with ``json_out`` also one object,
+    ``{"error": message, "exit": status[, "code": code]}``, on stdout."""
+    line = " ".join(message.split())  # one line, whatever the message held
+    _note(prefix + line)
+    if json_out:
+        doc: dict[str, Any] = {"error": line, "exit": status}
+        if code is not None:
+            doc["code"] = code
+        _out(json.dumps(doc))
 
 
 def _note(message: str) -> None:
@@ -265,25 +297,32 @@ def _unheard(node: DHTNode) -> str:
     return " (no DHT node answered: check --bootstrap and the network)"
 
 
-def _put_failed(done: PutDone) -> int | None:
-    """Exit status 1 with the reason when no node stored the item, else None."""
+def _put_failed(args: argparse.Namespace, done: PutDone) -> int | None:
+    """Exit status 1 with the reason when no node stored the item, else None.
+
+    When nodes refused it, the KRPC code most of them gave goes with the failure.
+    """
     if done.accepted > 0:
         return None
     if done.errors:
         reasons = "; ".join(sorted({f"{code} {message}" for code, message in done.errors}))
-        return _fail(f"every node refused the item: {reasons}")
-    return _fail("no DHT node stored the item (check --bootstrap and the network)")
+        codes = [code for code, _ in done.errors]
+        code = max(sorted(set(codes)), key=codes.count)
+        return _fail(args, f"every node refused the item: {reasons}", code=code)
+    return _fail(args, "no DHT node stored the item (check --bootstrap and the network)")
 
 
 # ----------------------------------------------------------------------- commands
 
 
 def _node_kwargs(args: argparse.Namespace, *, read_only: bool) -> dict[str, Any]:
+    """DHTNode's arguments; a short-lived node (all but ``node``) does not retry its join."""
     return {
         "bind": args.bind,
         "bootstrap": args.bootstrap,
         "state_dir": args.state_dir,
         "read_only": read_only,
+        "retry_join": args.command == "node",
     }
 
 
@@ -349,7 +388,11 @@ async def _cmd_ping(args: argparse.Namespace) -> int:
         try:
             node_id = await node.ping(args.address)
         except QueryTimeout:
-            return _fail(f"no answer from {format_addr(args.address)} within {args.timeout:g} s")
+            return _fail(
+                args, f"no answer from {format_addr(args.address)} within {args.timeout:g} s"
+            )
+        except InvalidArgument as exc:  # a name that does not resolve: the network's say
+            return _fail(args, str(exc))
     _emit(args, {"address": format_addr(args.address), "id": node_id.hex()}, node_id.hex())
     return 0
 
@@ -367,7 +410,8 @@ async def _cmd_get_peers(args: argparse.Namespace) -> int:
                 infohash = await node.resolve_torrent(public_key, salt)
                 if infohash is None:
                     return _fail(
-                        f"no BEP 46 item found for the key {public_key.hex()}{_unheard(node)}"
+                        args,
+                        f"no BEP 46 item found for the key {public_key.hex()}{_unheard(node)}",
                     )
                 logging.getLogger("mldht.cli").info("BEP 46 item points at %s", infohash.hex())
             else:
@@ -377,12 +421,10 @@ async def _cmd_get_peers(args: argparse.Namespace) -> int:
                 if not args.json:
                     _out(peers[-1])
         answered = node.stats.get("responses_in", 0) > 0
-    if infohash is None:
-        return _fail("no DHT node answered (check --bootstrap and the network)")
+    if infohash is None or (not peers and not answered):
+        return _fail(args, "no DHT node answered (check --bootstrap and the network)")
     if args.json:
         _out(json.dumps({"infohash": infohash.hex(), "peers": peers, **extra}))
-    if not peers and not answered:
-        return _fail("no DHT node answered (check --bootstrap and the network)")
     return 0
 
 
@@ -391,19 +433,21 @@ async def _cmd_announce(args: argparse.Namespace) -> int:
         accepted = 0
         with anyio.move_on_after(args.timeout):
             accepted = await node.announce(args.infohash, args.port)
+        unheard = _unheard(node)
+    if accepted == 0:
+        return _fail(args, f"no node accepted the announce{unheard}")
     _emit(
         args,
         {"infohash": args.infohash.hex(), "port": args.port, "accepted": accepted},
         str(accepted),
     )
-    if accepted == 0:
-        return _fail("no node accepted the announce")
     return 0
 
 
 def _cli_keypair(args: argparse.Namespace, *, create: bool) -> KeyPair:
     """The key pair of ``--key-file``, or of the state dir (created there if ``create``)."""
     key_file: Path | None = args.key_file
+    flag = "--key-file"
     if key_file is None:
         if args.state_dir is None:
             raise _UsageError(
@@ -411,6 +455,7 @@ def _cli_keypair(args: argparse.Namespace, *, create: bool) -> KeyPair:
                 "--state-dir DIR to use (or create) DIR/" + IDENTITY_FILE
             )
         key_file = args.state_dir / IDENTITY_FILE
+        flag = "--state-dir"
     try:
         if create:
             keypair, created = load_or_create_keypair(key_file)
@@ -418,10 +463,14 @@ def _cli_keypair(args: argparse.Namespace, *, create: bool) -> KeyPair:
                 _note(f"created a new key pair in {key_file}")
             return keypair
         return load_keypair(key_file)
-    except FileNotFoundError:
-        raise _UsageError(f"argument --key-file: no key pair in {str(key_file)!r}") from None
-    except (InvalidArgument, OSError) as exc:
-        raise _UsageError(f"argument --key-file: {exc}") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise _UsageError(f"argument {flag}: no key pair in {str(key_file)!r}") from None
+    except OSError as exc:
+        raise _UsageError(
+            f"argument {flag}: cannot read key file {str(key_file)!r}: {exc.strerror or exc}"
+        ) from None
+    except InvalidArgument as exc:
+        raise _UsageError(f"argument {flag}: {exc}") from None
 
 
 def _check_get(args: argparse.Namespace) -> None:
@@ -468,7 +517,7 @@ async def _cmd_put(args: argparse.Namespace) -> int:
     async with DHTNode(**_node_kwargs(args, read_only=True), **_oneshot_tunables(args)) as node:
         if not args.mutable:
             done = await node.put_item(encode_value(args.value))
-            if (status := _put_failed(done)) is not None:
+            if (status := _put_failed(args, done)) is not None:
                 return status
             _emit(args, {"target": done.target.hex(), "accepted": done.accepted}, done.target.hex())
             return 0
@@ -477,7 +526,7 @@ async def _cmd_put(args: argparse.Namespace) -> int:
         done = await node.put_item(
             encode_value(args.value), keypair=keypair, salt=salt, seq=args.seq, cas=args.cas
         )
-    if (status := _put_failed(done)) is not None:
+    if (status := _put_failed(args, done)) is not None:
         return status
     doc = {
         "public_key": keypair.public_key.hex(),
@@ -495,14 +544,16 @@ async def _cmd_get(args: argparse.Namespace) -> int:
         if not args.mutable:
             value = await node.get_immutable(args.target)
             if value is None:
-                return _fail(f"no item found for the target {args.target.hex()}{_unheard(node)}")
+                return _fail(
+                    args, f"no item found for the target {args.target.hex()}{_unheard(node)}"
+                )
             _print_value(args, value, None, {"target": args.target.hex()})
             return 0
         salt: bytes = args.salt or b""
         found = await node.get_mutable(args.target, salt=salt)
         unheard = _unheard(node)
     if found is None:
-        return _fail(f"no mutable item found for the key {args.target.hex()}{unheard}")
+        return _fail(args, f"no mutable item found for the key {args.target.hex()}{unheard}")
     extra = {
         "public_key": args.target.hex(),
         "salt": salt.hex(),
@@ -536,7 +587,7 @@ async def _cmd_kv_get(args: argparse.Namespace) -> int:
         unheard = _unheard(node)
     key = args.key.decode("utf-8", "replace")
     if found is None:
-        return _fail(f"no value found for the key {key!r} of {owner.hex()}{unheard}")
+        return _fail(args, f"no value found for the key {key!r} of {owner.hex()}{unheard}")
     extra = {"key": key, "owner": owner.hex(), "target": mutable_target(owner, salt).hex()}
     _print_value(args, found[0], found[1], extra)
     return 0
@@ -545,7 +596,7 @@ async def _cmd_kv_get(args: argparse.Namespace) -> int:
 async def _cmd_dump(args: argparse.Namespace) -> int:
     doc = persist.read_state_document(args.state_dir)
     if doc is None:  # removed since the arguments were checked
-        return _fail(f"no saved state in {args.state_dir}")
+        return _fail(args, f"no saved state in {args.state_dir}")
     _out(json.dumps(doc, indent=2))
     return 0
 
@@ -557,11 +608,17 @@ class _UsageError(Exception):
     """Bad input found after parsing; reported like argparse's own errors (status 2)."""
 
 
+_JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors", default=False)
+"""Whether :func:`main` was given ``--json``: usage errors are then JSON on stdout too."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """Bad input gives one line, ``mldht: error: ...``, and exit status 2."""
+    """Bad input gives one line, ``mldht: error: ...``, and exit status 2 (and with
+    ``--json`` on the command line, the failure object on stdout)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message}\n")
+        _report_failure(message, 2, json_out=_JSON_ERRORS.get(), prefix="error: ")
+        self.exit(2)
 
 
 def _common(
@@ -587,10 +644,11 @@ def _common(
     )
     p.add_argument(
         "--bootstrap",
-        type=_peer_arg,
+        type=_bootstrap_arg,
         action="append",
         metavar="HOST:PORT",
-        help=f"bootstrap node (repeatable); default: {bootstrap_default}",
+        help=f"bootstrap node (repeatable), or 'none' for no router at all (the first "
+        f"node of a private network); default: {bootstrap_default}",
     )
     p.add_argument(
         "--state-dir",
@@ -615,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A BitTorrent mainline DHT node (BEP 5, 42, 43, 44, 46, 51).",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -788,25 +847,65 @@ def setup_logging(verbosity: int, prog: str = PROG) -> None:
     logger.setLevel(level)
 
 
+def _version() -> str:
+    """The installed mldht's version (``mldht.__version__`` when it is not installed)."""
+    try:
+        return importlib.metadata.version("mldht")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether ``--json`` is among the options (before any ``--``)."""
+    options = argv[: list(argv).index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+def _no_bootstrap(args: argparse.Namespace) -> None:
+    """``--bootstrap none``: an empty router list (never mixed with addresses)."""
+    routers = getattr(args, "bootstrap", None)
+    if isinstance(routers, list) and None in routers:
+        if any(r is not None for r in routers):
+            raise _UsageError("argument --bootstrap: 'none' cannot be combined with HOST:PORT")
+        args.bootstrap = []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    token = _JSON_ERRORS.set(_wants_json(argv))
+    try:
+        return _main(argv)
+    finally:
+        _JSON_ERRORS.reset(token)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
-    if check is not None:
-        try:
+    try:
+        _no_bootstrap(args)
+        if check is not None:
             check(args)
-        except _UsageError as exc:
-            parser.error(str(exc))
+    except _UsageError as exc:
+        parser.error(str(exc))
     setup_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return run(handler, args, backend=getattr(args, "backend", None))
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
-        bind = getattr(args, "bind", None)
-        where = f" on {format_addr(bind)}" if bind is not None else ""
-        return _fail(f"network error{where}: {exc.strerror or exc}")
+    except InvalidArgument as exc:  # e.g. a state directory that cannot be created
+        return _fail(args, str(exc), 2)
+    except KRPCError as exc:
+        return _fail(args, str(exc), code=exc.code)
     except MldhtError as exc:
-        return _fail(str(exc))
+        return _fail(args, str(exc))
+    except OSError as exc:
+        # The node names what failed ("cannot bind to HOST:PORT: ..."); anything else
+        # from the OS here is the network's.
+        line = exc.strerror or str(exc)
+        return _fail(args, line if line.startswith("cannot ") else f"network error: {line}")

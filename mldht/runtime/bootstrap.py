@@ -1,12 +1,13 @@
 """Joining the DHT: saved nodes, bootstrap routers, DNS, retry with backoff.
 
-BEP 5 §2.7: at every start run a ``find_node`` for our own id. Routers are only first
+BEP 5, "Routing Table": at every start run a ``find_node`` for our own id. Routers are only first
 contacts of lookups (the core never puts them in the routing table). Nodes saved by a
 previous run are pinged first, so a restart rejoins even when no router answers.
 
 When nothing answers (an offline machine, a dead router, DNS failing), the loop keeps
 trying with a doubling delay and says so in one WARNING line per attempt, never a
-traceback.
+traceback. A short-lived node (``retry=False``) tries once and leaves the verdict to its
+operations, which find nobody to ask.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ PUBLIC_ROUTERS: tuple[Addr, ...] = (
     ("dht.transmissionbt.com", 6881),
     ("dht.libtorrent.org", 25401),
 )
-"""The routers used when no bootstrap list is given (spec digest §11)."""
+"""The routers used when no bootstrap list is given (those libtorrent and others use)."""
 
 RETRY = 5.0
 """Seconds before the first retry when nothing answered; doubles up to :data:`MAX_RETRY`."""
@@ -121,6 +122,7 @@ async def join_forever(
     self_lookup: Callable[[list[Addr]], Awaitable[bool]],
     table_size: Callable[[], int],
     on_contacts: Callable[[], None],
+    retry: bool = True,
 ) -> None:
     """Join the DHT and stay joined; runs until cancelled.
 
@@ -130,7 +132,8 @@ async def join_forever(
     joined or not (``self_lookup`` may signal earlier, as soon as the core has the
     routers: lookups started from then on use them as first contacts). Once the table
     holds a node the loop only checks every :data:`CHECK_INTERVAL` seconds that it is not
-    empty again.
+    empty again. With ``retry=False`` a round that leaves the table empty ends the loop
+    instead of retrying, said at INFO only (no warning).
     """
 
     async def ping_one(addr: Addr) -> None:
@@ -158,6 +161,13 @@ async def join_forever(
                     await anyio.sleep(CHECK_INTERVAL)
                 log.warning("the routing table is empty; joining the DHT again")
                 continue
+            if not retry:
+                if answered:
+                    log.info("the bootstrap nodes know no other node")
+                elif routers or saved:
+                    detail = f" (DNS failed for {', '.join(failed)})" if failed else ""
+                    log.info("no bootstrap node answered%s", detail)
+                return
             if not routers and not saved:
                 # Nothing to join from: the first node of a new network. Others will
                 # contact us; check now and then whether the table is still empty.

@@ -15,19 +15,29 @@ what a power-loss guarantee costs and more than a DHT cache needs.
 
 The calls are synchronous and short (one small write each); the runtime may make them on
 the event loop or in a worker thread (one at a time: a lock serialises them).
+
+:func:`open_item_db` is how a node opens its database: a file that is not an SQLite
+database (or a corrupt one) is kept, renamed aside, and a fresh database is started; a
+database that cannot be opened at all raises :class:`~mldht.errors.InvalidArgument`
+naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
+import time
+from pathlib import Path
 from types import TracebackType
 
 from ..core.item_store import StoredItem
 from ..errors import InvalidArgument
 
-__all__ = ["SQLiteItemBackend"]
+__all__ = ["SQLiteItemBackend", "open_item_db"]
+
+log = logging.getLogger("mldht.item_db")
 
 _SCHEMA_VERSION = 1
 
@@ -64,7 +74,10 @@ class SQLiteItemBackend:
                     f"this mldht knows {_SCHEMA_VERSION}"
                 )
             self._db.execute(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            if version != _SCHEMA_VERSION:  # (no write otherwise: a damaged file stays as is)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            # Reads every page of the table: a damaged file fails here, not mid-run.
+            self._db.execute("SELECT COUNT(*) FROM items").fetchone()
         except BaseException:
             self._db.close()
             raise
@@ -134,3 +147,57 @@ class SQLiteItemBackend:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """Whether ``exc`` says the file is damaged (rather than that it cannot be opened)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(name, str) and name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename ``path`` (and its ``-wal``/``-shm`` files) to ``<path>.corrupt-<time>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            os.replace(extra, aside.with_name(aside.name + suffix))
+    return aside
+
+
+def open_item_db(path: str | os.PathLike[str]) -> SQLiteItemBackend:
+    """Open the item database at ``path``; a damaged file is renamed aside, with a warning.
+
+    Raises :class:`InvalidArgument` (naming the file and the reason) when the database
+    cannot be opened or created, e.g. in a directory that cannot be written.
+    """
+    target = Path(path)
+    try:
+        return SQLiteItemBackend(target)
+    except sqlite3.DatabaseError as exc:
+        if not _is_corrupt(exc):
+            raise InvalidArgument(f"cannot open the item database {str(target)!r}: {exc}") from exc
+        problem = str(exc)
+    try:
+        aside = _set_aside(target)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"the item database {str(target)!r} is damaged ({problem}) and cannot be "
+            f"renamed aside: {exc.strerror or exc}"
+        ) from exc
+    log.warning(
+        "the item database %s is damaged (%s): kept as %s, starting a new one",
+        target,
+        problem,
+        aside,
+    )
+    try:
+        return SQLiteItemBackend(target)
+    except sqlite3.DatabaseError as exc:
+        raise InvalidArgument(f"cannot open the item database {str(target)!r}: {exc}") from exc

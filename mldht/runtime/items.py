@@ -9,12 +9,13 @@ module is the mapping between the two and the bookkeeping around it:
   and dicts come back as ``int``, ``list`` and ``dict`` with ``bytes`` keys.
 * :func:`kv_salt`: the salt of the key/value API's items (``node.set`` / ``node.get``).
 * :func:`load_or_create_keypair`: the node's own key pair, kept in the state directory.
-* :class:`Publication`: an item this node put, which it republishes (BEP 44, §7.6).
+* :class:`Publication`: an item this node put, which it republishes (BEP 44, "Expiration").
 """
 
 from __future__ import annotations
 
 import binascii
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -150,25 +151,50 @@ def load_or_create_keypair(path: str | os.PathLike[str]) -> tuple[KeyPair, bool]
     """The key pair in ``path``, created (mode 0600) if the file does not exist.
 
     Returns ``(keypair, created)``. Two processes creating the same file at once agree
-    on one key pair: the new file is linked into place only if none exists yet.
+    on one key pair: the new file is linked into place only if none exists yet. Raises
+    :class:`InvalidArgument` naming the file and the reason when it holds no key pair or
+    cannot be read or created.
     """
     target = Path(path)
     try:
-        return load_keypair(target), False
-    except FileNotFoundError:
-        pass
-    target.parent.mkdir(parents=True, exist_ok=True)
+        return _load(target), False
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # (a path under a regular file: creating it says why it cannot be)
+    try:
+        return _create(target)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot create key file {str(target)!r}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _load(target: Path) -> KeyPair:
+    """:func:`load_keypair`; an unreadable file (not a missing one) as InvalidArgument."""
+    try:
+        return load_keypair(target)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise InvalidArgument(f"cannot read key file {str(target)!r}: {reason}") from exc
+
+
+def _create(target: Path) -> tuple[KeyPair, bool]:
+    parent = target.parent
+    if parent.exists() and not parent.is_dir():  # mkdir would only say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+    parent.mkdir(parents=True, exist_ok=True)
     keypair = KeyPair.generate()
     tmp = target.with_name(f".{target.name}.{os.getpid()}.new")
     save_keypair(keypair, tmp)
     try:
         os.link(tmp, target)  # fails if another process created the file meanwhile
     except FileExistsError:
-        return load_keypair(target), False
+        return _load(target), False
     except OSError:
         # A filesystem without hard links: an exclusive check, then the rename.
         if target.exists():
-            return load_keypair(target), False
+            return _load(target), False
         os.replace(tmp, target)
         return keypair, True
     finally:
@@ -178,7 +204,7 @@ def load_or_create_keypair(path: str | os.PathLike[str]) -> tuple[KeyPair, bool]
 
 @dataclass(eq=False)
 class Publication:
-    """An item this node put: what it re-puts every republish interval (BEP 44 §7.6).
+    """An item this node put: what it re-puts every republish interval (BEP 44, "Expiration").
 
     Mutable items are re-put with the same ``seq`` (and so the same signature): storing
     nodes only refresh their expiry timer.

@@ -1,6 +1,6 @@
 """DHTNode: one UDP socket driving a :class:`~mldht.core.node.NodeState` on anyio.
 
-The runtime is a short loop around the pure core (the aioquic shape, design.md):
+The runtime is a short loop around the pure core (the aioquic shape; README, Design):
 
 * a receive task feeds every datagram to :meth:`NodeState.receive_datagram`;
 * one timer task sleeps until :meth:`NodeState.next_deadline` (woken early when a new
@@ -26,6 +26,7 @@ import math
 import os
 import random
 import socket
+import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -100,7 +101,7 @@ def run(
     """Run ``func(*args)`` on anyio: asyncio with uvloop when it is installed, or ``backend``.
 
     ``backend`` is ``"asyncio"`` (the default; uvloop answers about 4x more datagrams,
-    interop.md) or ``"trio"``.
+    bench/throughput.py) or ``"trio"``.
     """
     if backend in (None, "asyncio"):
         options: dict[str, Any] = {}
@@ -166,7 +167,7 @@ def _to_id(value: bytes, what: str = "target") -> bytes:
 RECEIVE_BATCH = 64
 """Datagrams handled per wake-up of the receive loop before it yields."""
 RECEIVE_BUFFER = 65536
-"""Bytes read per datagram: some clients send more than 1,500 (interop.md)."""
+"""Bytes read per datagram: some clients send more than 1,500 (tests/data/krpc)."""
 TIMER_SLACK = 0.02
 """Seconds a timer may fire late rather than be re-armed (see DHTNode._after_change)."""
 
@@ -198,6 +199,9 @@ class DHTNode:
       0600, on first use), or, without a state directory, a new one for this run only.
     * ``republish_interval``: seconds between re-puts of the BEP 44 items this node put
       (default one hour, as BEP 44 asks of publishers).
+    * ``retry_join``: when no bootstrap node answers, keep trying with backoff (and a
+      warning per attempt). ``False`` for a short-lived node: one round, then its
+      operations find nobody to ask.
     * ``tunables``: fields of :class:`~mldht.core.node.NodeConfig` (``k``, ``alpha``,
       ``query_timeout``, ``lookup_timeout``, ...); an unknown name raises ``TypeError``.
 
@@ -214,6 +218,7 @@ class DHTNode:
         *,
         keypair: KeyPair | None = None,
         republish_interval: float = REPUBLISH_INTERVAL,
+        retry_join: bool = True,
         **tunables: Any,
     ) -> None:
         if not republish_interval > 0:
@@ -246,6 +251,7 @@ class DHTNode:
         self._saved_nodes: tuple[NodeInfo, ...] = ()
         self._keypair = keypair
         self._republish_interval = float(republish_interval)
+        self._retry_join = retry_join
         self._published: dict[bytes, Publication] = {}
         self._republish_wake: anyio.Event | None = None
         self.receive_errors = 0
@@ -293,7 +299,18 @@ class DHTNode:
         saved: persist.SavedState | None = None
         if self._state_dir is not None:
             saved = persist.load_state(self._state_dir)
-            self._state_dir.mkdir(parents=True, exist_ok=True)
+            where = str(self._state_dir)
+            try:
+                self._state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problem = f"cannot create state directory {where!r}: {exc.strerror or exc}"
+                raise InvalidArgument(problem) from exc
+            try:  # fail now rather than at the first save
+                with tempfile.TemporaryFile(dir=self._state_dir):
+                    pass
+            except OSError as exc:
+                problem = f"cannot write in state directory {where!r}: {exc.strerror or exc}"
+                raise InvalidArgument(problem) from exc
             self._item_backend = self._open_item_backend(self._state_dir)
         node_id = saved.node_id if saved is not None else random_id(self._rng)
         now = _now()
@@ -313,9 +330,23 @@ class DHTNode:
             socket.AF_INET6 if self.config.ipv6 else socket.AF_INET
         )
         host, port = self._bind
-        self._sock_obj = sock = await anyio.create_udp_socket(
-            family=family, local_host=host, local_port=port
-        )
+        try:
+            self._sock_obj = sock = await anyio.create_udp_socket(
+                family=family, local_host=host, local_port=port
+            )
+        except OSError as exc:
+            # asyncio says "error while attempting to bind on address (...)", uvloop only
+            # "could not bind" (the reason is its cause): name the address and the reason.
+            err: BaseException = exc
+            while getattr(err, "errno", None) is None and isinstance(err.__cause__, OSError):
+                err = err.__cause__
+            number = getattr(err, "errno", None)
+            if isinstance(err, socket.gaierror) or not number:
+                reason = str(getattr(err, "strerror", None) or err)
+            else:
+                reason = os.strerror(number).lower()
+            where = format_addr(self._bind)
+            raise OSError(number, f"cannot bind to {where}: {reason}") from exc
         stack.push_async_callback(sock.aclose)
         # A duplicate of the socket's descriptor for the fast paths (same socket, same
         # non-blocking flag): asyncio hides its socket behind a TransportSocket without
@@ -351,11 +382,13 @@ class DHTNode:
 
     @staticmethod
     def _open_item_backend(state_dir: Path) -> ItemBackend | None:
+        """The item database of ``state_dir``: a damaged one is renamed aside, with a
+        warning; one that cannot be opened raises InvalidArgument."""
         try:  # written separately; the node works (items in memory) without it
-            from .item_db import SQLiteItemBackend
+            from .item_db import open_item_db
         except ImportError:
             return None
-        backend: ItemBackend = SQLiteItemBackend(state_dir / persist.ITEMS_FILE)
+        backend: ItemBackend = open_item_db(state_dir / persist.ITEMS_FILE)
         return backend
 
     def _close_backend(self) -> None:
@@ -394,11 +427,27 @@ class DHTNode:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: the core's (queries_in, queries_out, ...) and the runtime's."""
-        out = dict(self._state.stats)
+        """Counters and sizes: the core's counters (queries_in, queries_out, ...), the
+        runtime's (receive_errors, send_errors), and ``nodes`` (routing table),
+        ``stored_infohashes``, ``stored_peers`` and ``stored_items`` (what we store)."""
+        state = self._state
+        out = dict(state.stats)
         out["receive_errors"] = self.receive_errors
         out["send_errors"] = self.send_errors
+        out["nodes"] = len(state.routing)
+        out["stored_infohashes"] = len(state.peer_store)
+        out["stored_peers"] = state.peer_store.peer_count()
+        out["stored_items"] = len(state.items)
         return out
+
+    def stored_peers(self, info_hash: bytes | str) -> list[Addr]:
+        """The peers of ``info_hash`` that other nodes announced to this node (no lookup)."""
+        ih = _to_infohash(info_hash)
+        store = self._state.peer_store
+        family = 6 if self.config.ipv6 else 4
+        return store.get_peers(
+            ih, _now(), self.config.max_peers_per_infohash, family=family, max_bytes=1 << 30
+        )
 
     def routing_table_snapshot(self) -> dict[str, Any]:
         """The routing table as a JSON-able dict (buckets, nodes, replacements)."""
@@ -548,6 +597,7 @@ class DHTNode:
             self_lookup=self._self_lookup,
             table_size=lambda: len(self._state.routing),
             on_contacts=self._first_round_ended,
+            retry=self._retry_join,
         )
 
     def _first_round_ended(self) -> None:

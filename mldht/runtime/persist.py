@@ -102,10 +102,10 @@ def read_state_document(state_dir: str | os.PathLike[str]) -> dict[str, Any] | N
     path = Path(state_dir) / STATE_FILE
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # (a directory under a regular file: creating it will say why not)
     except OSError as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InvalidArgument(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

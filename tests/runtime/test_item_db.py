@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ from mldht.core.bencode import bencode
 from mldht.core.bep44 import MAX_SEQ, KeyPair, immutable_target, mutable_target
 from mldht.core.item_store import ItemStore, StoredItem
 from mldht.errors import InvalidArgument
-from mldht.runtime.item_db import SQLiteItemBackend
+from mldht.runtime.item_db import SQLiteItemBackend, open_item_db
 
 REPO = Path(__file__).resolve().parents[2]
 KP = KeyPair.from_seed(bytes(range(32)))
@@ -112,6 +113,51 @@ def test_unknown_schema_version(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(InvalidArgument):
         SQLiteItemBackend(path)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "pages"])
+def test_open_item_db_sets_a_damaged_file_aside(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "items.sqlite"
+    if damage == "garbage":
+        path.write_bytes(os.urandom(5000))
+    else:  # a real database whose pages are overwritten past the header
+        with SQLiteItemBackend(path) as backend:
+            for i in range(200):
+                item = StoredItem(i.to_bytes(20, "big"), b"x" * 500, None, b"", None, None, 0.0, 1)
+                backend.save(item)
+        with open(path, "r+b") as f:
+            f.seek(2 * 4096)
+            f.write(os.urandom(3 * 4096))
+    damaged = path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="mldht"):
+        backend = open_item_db(path)
+    try:
+        assert backend.count() == 0
+    finally:
+        backend.close()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("items.sqlite.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged
+    (record,) = caplog.records
+    assert str(path) in record.getMessage() and str(aside[0]) in record.getMessage()
+
+
+def test_open_item_db_keeps_a_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with open_item_db(path) as backend:
+        backend.save(StoredItem(b"\x01" * 20, b"i1e", None, b"", None, None, 0.0, 1))
+    with open_item_db(path) as backend:
+        assert backend.count() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.sqlite"]
+
+
+def test_open_item_db_that_cannot_be_opened(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "items.sqlite"
+    with pytest.raises(InvalidArgument, match="cannot open the item database") as info:
+        open_item_db(path)
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "missing-dir").exists()
 
 
 # --- SIGKILL -----------------------------------------------------------------------------

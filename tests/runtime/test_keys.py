@@ -10,6 +10,7 @@ import pytest
 
 from mldht.core.bep44 import KeyPair
 from mldht.errors import InvalidArgument
+from mldht.runtime.items import load_or_create_keypair
 from mldht.runtime.keys import load_keypair, save_keypair
 
 SEED = bytes(range(100, 132))
@@ -68,3 +69,20 @@ def test_load_rejects_malformed(tmp_path: Path, content: bytes) -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_keypair(tmp_path / "missing.key")
+
+
+def test_load_or_create_names_the_file_and_the_reason(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for path, reason in [
+        (a_file / "k.key", "Not a directory"),
+        (a_file / "sub" / "k.key", "Not a directory"),
+    ]:
+        with pytest.raises(InvalidArgument) as info:
+            load_or_create_keypair(path)
+        assert str(info.value) == f"cannot create key file {str(path)!r}: {reason}"
+    with pytest.raises(InvalidArgument, match="cannot read key file"):
+        load_or_create_keypair(tmp_path)  # a directory: reading it fails (not "missing")
+    kp, created = load_or_create_keypair(tmp_path / "new" / "k.key")
+    assert created and load_or_create_keypair(tmp_path / "new" / "k.key") == (kp, False)
+    assert a_file.read_text() == "x"

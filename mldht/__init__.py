@@ -13,8 +13,12 @@ from .core.node import NodeConfig as NodeConfig
 from .errors import DecodeError as DecodeError
 from .errors import InvalidArgument as InvalidArgument
 from .errors import KRPCError as KRPCError
+from .errors import LocalError as LocalError
 from .errors import MldhtError as MldhtError
+from .errors import NotRunning as NotRunning
+from .errors import NotStored as NotStored
 from .errors import QueryTimeout as QueryTimeout
+from .errors import RemoteError as RemoteError
 
 if TYPE_CHECKING:
     from .runtime import DHTNode as DHTNode
@@ -50,11 +54,15 @@ __all__ = [
     "Item",
     "KRPCError",
     "KeyPair",
+    "LocalError",
     "MldhtError",
     "NodeConfig",
     "NodeInfo",
+    "NotRunning",
+    "NotStored",
     "PeerIterator",
     "QueryTimeout",
+    "RemoteError",
     "SampleDone",
     "Testnet",
     "run",

@@ -1,7 +1,15 @@
 """The one exception hierarchy of mldht.
 
-Local misuse (bad arguments from the caller) and remote misbehaviour (garbage or error
-replies from the network) are different classes under one root, :class:`MldhtError`.
+Local misuse and remote misbehaviour are different classes under one root,
+:class:`MldhtError` (as h11's LocalProtocolError and RemoteProtocolError):
+
+* :class:`LocalError`: the caller asked for something mldht cannot do: a bad argument
+  (:class:`InvalidArgument`), a node used outside its ``async with`` (:class:`NotRunning`).
+  Fix the calling code.
+* :class:`RemoteError`: the network did not give what was asked: garbage
+  (:class:`DecodeError`), an error reply (:class:`KRPCError`, its wire code as data), no
+  answer in time (:class:`QueryTimeout`), nobody to store an item (:class:`NotStored`).
+  Retry, or tell the user.
 """
 
 from __future__ import annotations
@@ -10,8 +18,12 @@ __all__ = [
     "DecodeError",
     "InvalidArgument",
     "KRPCError",
+    "LocalError",
     "MldhtError",
+    "NotRunning",
+    "NotStored",
     "QueryTimeout",
+    "RemoteError",
 ]
 
 
@@ -19,19 +31,35 @@ class MldhtError(Exception):
     """Root of every error mldht raises."""
 
 
-class InvalidArgument(MldhtError, ValueError):
-    """The caller passed something mldht cannot use (local misuse)."""
+class LocalError(MldhtError):
+    """Local misuse: the calling code asked for something mldht cannot do."""
 
 
-class DecodeError(MldhtError):
+class RemoteError(MldhtError):
+    """Remote misbehaviour: the network did not give what was asked."""
+
+
+class InvalidArgument(LocalError, ValueError):
+    """The caller passed something mldht cannot use."""
+
+
+class NotRunning(LocalError):
+    """A node (or testnet) was used before ``async with`` entered it or after it closed."""
+
+
+class DecodeError(RemoteError):
     """Bytes from the network are not valid bencode or not a valid KRPC message."""
 
 
-class QueryTimeout(MldhtError, TimeoutError):
-    """A remote node did not answer in time."""
+class QueryTimeout(RemoteError, TimeoutError):
+    """A remote node did not answer in time (or an operation passed its bound)."""
 
 
-class KRPCError(MldhtError):
+class NotStored(RemoteError):
+    """No node stored an item or an announce (none found, or none answered)."""
+
+
+class KRPCError(RemoteError):
     """A KRPC error: the wire code (201-204, 205-207, 301, 302) is data on the error."""
 
     GENERIC = 201

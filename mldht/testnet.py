@@ -30,7 +30,7 @@ import anyio
 import anyio.abc
 
 from .core.compact import Addr
-from .errors import InvalidArgument, MldhtError
+from .errors import InvalidArgument, MldhtError, NotRunning
 from .runtime import DHTNode, format_addr
 
 __all__ = ["DEFAULT_PREFIX", "Testnet", "TestnetError", "loopback_host"]
@@ -132,7 +132,7 @@ class Testnet:
     def bootstrap(self) -> list[Addr]:
         """Addresses of the first few nodes: a ``bootstrap=`` list for a new node."""
         if not self.nodes:
-            raise MldhtError("the testnet is not running (use it with 'async with')")
+            raise NotRunning("the testnet is not running (use it with 'async with')")
         return self.addresses[:BOOTSTRAP_SIZE]
 
     @property
@@ -144,7 +144,7 @@ class Testnet:
 
     async def __aenter__(self) -> Testnet:
         if self._stack is not None:
-            raise MldhtError("a Testnet can be entered only once")
+            raise NotRunning("a Testnet can be entered only once")
         self._stack = AsyncExitStack()
         # Nodes are entered outside any cancel scope (each holds a task group that
         # outlives this call); only the waits are bounded.

@@ -56,7 +56,7 @@ from ..core.events import (
 )
 from ..core.ids import ID_LEN, parse_infohash, random_id
 from ..core.node import NodeConfig, NodeState
-from ..errors import InvalidArgument, KRPCError, MldhtError, QueryTimeout
+from ..errors import InvalidArgument, KRPCError, MldhtError, NotRunning, NotStored, QueryTimeout
 from . import bootstrap as _bootstrap
 from . import persist
 from .items import (
@@ -263,7 +263,7 @@ class DHTNode:
 
     async def __aenter__(self) -> DHTNode:
         if self._stack is not None:
-            raise MldhtError("a DHTNode can be entered only once")
+            raise NotRunning("a DHTNode can be entered only once")
         self._stack = AsyncExitStack()
         try:
             await self._start(self._stack)
@@ -405,7 +405,7 @@ class DHTNode:
     @property
     def _state(self) -> NodeState:
         if self._state_obj is None:
-            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+            raise NotRunning("the DHTNode is not running (use it with 'async with')")
         return self._state_obj
 
     @property
@@ -422,7 +422,7 @@ class DHTNode:
     def address(self) -> Addr:
         """The (host, port) actually bound, also when port 0 was asked."""
         if self._address is None:
-            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+            raise NotRunning("the DHTNode is not running (use it with 'async with')")
         return self._address
 
     @property
@@ -658,7 +658,7 @@ class DHTNode:
 
     def _check_open(self) -> None:
         if self._closed or self._state_obj is None:
-            raise MldhtError("the DHTNode is not running (use it with 'async with')")
+            raise NotRunning("the DHTNode is not running (use it with 'async with')")
 
     def _begin(self, start: Callable[[float], int]) -> tuple[int, _Waiter]:
         """Start an op in the core and register its waiter before any event is read."""
@@ -689,7 +689,7 @@ class DHTNode:
                 while True:
                     event = await waiter.next()
                     if event is None:
-                        raise MldhtError("the DHTNode was closed")
+                        raise NotRunning("the DHTNode was closed")
                     if not isinstance(event, PeersFound):
                         return event
             finally:
@@ -869,7 +869,7 @@ class DHTNode:
             code = max(set(codes), key=codes.count)
             message = next(msg for c, msg in done.errors if c == code)
             raise KRPCError(code, f"every node refused the {what}: {message}")
-        raise MldhtError(f"no DHT node stored the {what} (none found, or none answered)")
+        raise NotStored(f"no DHT node stored the {what} (none found, or none answered)")
 
     async def put_immutable(self, value: object) -> bytes:
         """Store ``value`` as an immutable item (BEP 44); returns its 20-byte target.
@@ -1116,7 +1116,7 @@ class PeerIterator(AsyncIterator[Addr]):
                 raise StopAsyncIteration
             if event is None:  # the node closed under us
                 self._finish()
-                raise MldhtError("the DHTNode was closed")
+                raise NotRunning("the DHTNode was closed")
             if isinstance(event, PeersFound | LookupDone):
                 self._take(event.peers)
             if not isinstance(event, PeersFound):

@@ -18,6 +18,7 @@ __all__ = [
     "Addr",
     "Parser",
     "bind_address",
+    "bootstrap_address",
     "count",
     "non_negative_seconds",
     "parse_hostport",
@@ -75,6 +76,13 @@ def bind_address(text: str) -> Addr:
 
 def peer_address(text: str) -> Addr:
     """``HOST:PORT`` of another node (port 1-65535)."""
+    return parse_hostport(text)
+
+
+def bootstrap_address(text: str) -> Addr | None:
+    """``HOST:PORT`` of a bootstrap node, or ``none`` (None): no router at all."""
+    if text.strip().lower() == "none":
+        return None
     return parse_hostport(text)
 
 

@@ -29,12 +29,9 @@ import argparse
 import contextlib
 import contextvars
 import importlib.metadata
-import ipaddress
 import json
 import logging
-import math
 import os
-import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,9 +40,17 @@ from typing import Any, NoReturn
 
 import anyio
 
+from ._log import setup_logging
+from .argtypes import (
+    bind_address,
+    bootstrap_address,
+    parse_hostport,
+    peer_address,
+    positive_seconds,
+)
+from .argtypes import port as port_number
 from .core.bencode import BValue
 from .core.bep44 import MAX_SEQ, KeyPair, mutable_target, parse_btpk_magnet
-from .core.compact import Addr
 from .core.events import PutDone
 from .core.ids import parse_infohash
 from .errors import InvalidArgument, KRPCError, MldhtError, QueryTimeout
@@ -68,46 +73,6 @@ PROG = "mldht"
 Handler = Callable[[argparse.Namespace], Awaitable[int]]
 
 # ------------------------------------------------------------------ argument types
-
-_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-
-
-def parse_hostport(text: str, *, allow_port_zero: bool = False) -> Addr:
-    """Parse ``HOST:PORT`` (IPv6 as ``[::1]:6881``); raises ``ArgumentTypeError``."""
-    low = 0 if allow_port_zero else 1
-    bracketed = re.fullmatch(r"\[([^\[\]]+)\]:([0-9]+)", text)
-    if bracketed is not None:
-        host, port_text = bracketed.groups()
-        try:
-            host = str(ipaddress.IPv6Address(host))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid IPv6 address in {text!r}") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host or ":" in host or not port_text.isdigit():
-            raise argparse.ArgumentTypeError(f"invalid HOST:PORT {text!r}")
-        if not _HOSTNAME.match(host):
-            raise argparse.ArgumentTypeError(f"invalid host in {text!r}")
-    port = int(port_text)
-    if not low <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range ({low}-65535) in {text!r}")
-    return (host, port)
-
-
-def _bind_arg(text: str) -> Addr:
-    return parse_hostport(text, allow_port_zero=True)
-
-
-def _peer_arg(text: str) -> Addr:
-    return parse_hostport(text)
-
-
-def _bootstrap_arg(text: str) -> Addr | None:
-    """``HOST:PORT``, or ``none`` (None): no router at all."""
-    if text.strip().lower() == "none":
-        return None
-    return parse_hostport(text)
 
 
 def _infohash_arg(text: str) -> bytes:
@@ -167,22 +132,6 @@ def _seq_arg(text: str) -> int:
     if not text.isdigit() or int(text) > MAX_SEQ:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text!r}")
     return int(text)
-
-
-def _port_arg(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {text!r}")
-    return int(text)
-
-
-def _seconds_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def _state_dir_arg(text: str) -> Path:
@@ -637,14 +586,14 @@ def _common(
         return
     p.add_argument(
         "--bind",
-        type=_bind_arg,
-        default=_bind_arg(bind_default),
+        type=bind_address,
+        default=bind_address(bind_default),
         metavar="HOST:PORT",
         help=f"UDP address to listen on (default {bind_default})",
     )
     p.add_argument(
         "--bootstrap",
-        type=_bootstrap_arg,
+        type=bootstrap_address,
         action="append",
         metavar="HOST:PORT",
         help=f"bootstrap node (repeatable), or 'none' for no router at all (the first "
@@ -660,7 +609,7 @@ def _common(
     if timeout:
         p.add_argument(
             "--timeout",
-            type=_seconds_arg,
+            type=positive_seconds,
             default=30.0,
             metavar="SECONDS",
             help="give up after this long (default 30)",
@@ -687,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-only", action="store_true", help="BEP 43: send ro=1 and answer no query")
     p.add_argument(
         "--status-interval",
-        type=_seconds_arg,
+        type=positive_seconds,
         default=60.0,
         metavar="SECONDS",
         help="seconds between status lines (default 60)",
@@ -695,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     oneshot_note = " (runs a short-lived read-only node, BEP 43)"
     p = command("ping", _cmd_ping, "ping a DHT node and print its id" + oneshot_note)
-    p.add_argument("address", type=_peer_arg, metavar="HOST:PORT", help="the node to ping")
+    p.add_argument("address", type=peer_address, metavar="HOST:PORT", help="the node to ping")
     _common(p, bind_default="0.0.0.0:0", timeout=True, bootstrap_default="none")
 
     p = command("get-peers", _cmd_get_peers, "find peers of a torrent" + oneshot_note)
@@ -717,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--port",
-        type=_port_arg,
+        type=port_number,
         default=None,
         metavar="N",
         help="TCP port of the peer (default: implied_port, our UDP source port)",
@@ -835,16 +784,6 @@ def _add_crawl(sub: Any) -> None:
         return await crawl.handle(args)
 
     p.set_defaults(handler=handler, check=check)
-
-
-def setup_logging(verbosity: int, prog: str = PROG) -> None:
-    """Log the ``mldht`` logger to stderr: warnings, or more with -v (info) and -vv."""
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
-    logger = logging.getLogger("mldht")
-    logger.addHandler(handler)
-    logger.setLevel(level)
 
 
 def _version() -> str:

@@ -31,12 +31,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import anyio.abc
 
 from mldht import MldhtError
+from mldht.argtypes import Parser, count, positive_int, positive_seconds
 from mldht.runtime import format_addr, run
 from mldht.testnet import DEFAULT_PREFIX, Testnet, TestnetError, loopback_host
 
@@ -54,35 +55,6 @@ swarm_host = loopback_host
 # ------------------------------------------------------------------------ program
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad input gives one line naming it, and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
 def _prefix(text: str) -> str:
     parts = text.split(".")
     if len(parts) != 2 or parts[0] != "127" or not parts[1].isdigit() or int(parts[1]) > 255:
@@ -93,24 +65,24 @@ def _prefix(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The swarm's options, for this program or a ``swarm`` subcommand."""
     parser.add_argument(
-        "--nodes", type=_positive_int, default=100, metavar="N", help="nodes (default 100)"
+        "--nodes", type=positive_int, default=100, metavar="N", help="nodes (default 100)"
     )
     parser.add_argument(
         "--infohashes",
-        type=_count,
+        type=count,
         default=0,
         metavar="M",
         help="random info-hashes to announce (default 0)",
     )
     parser.add_argument(
         "--duration",
-        type=_seconds,
+        type=positive_seconds,
         default=600.0,
         metavar="SECONDS",
         help="serve this long once ready, then exit (default 600)",
     )
     parser.add_argument(
-        "--seed", type=_count, default=0, help="seed of the swarm's random choices (default 0)"
+        "--seed", type=count, default=0, help="seed of the swarm's random choices (default 0)"
     )
     parser.add_argument(
         "--prefix",
@@ -120,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sample-interval",
-        type=_count,
+        type=count,
         default=DEFAULT_SAMPLE_INTERVAL,
         metavar="SECONDS",
         help=(
@@ -130,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ready-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=None,
         metavar="SECONDS",
         help="give up if the swarm is not formed by then (default: 120, or 0.1 s per node)",
@@ -139,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="swarm.py",
         description="Run a local DHT swarm of mldht nodes on loopback addresses.",
     )

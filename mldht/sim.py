@@ -21,22 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .core.compact import Addr, NodeInfo
-from .core.events import (
-    AnnounceDone,
-    Event,
-    GetDone,
-    LookupDone,
-    PingDone,
-    PutDone,
-    SampleDone,
-)
+from .core.events import TERMINAL_EVENTS, Event, is_terminal
 from .core.ids import random_id
 from .core.node import NodeConfig, NodeState
 from .errors import InvalidArgument
 
 __all__ = ["TERMINAL_EVENTS", "SimNode", "Simulator"]
-
-TERMINAL_EVENTS = (PingDone, LookupDone, AnnounceDone, GetDone, PutDone, SampleDone)
 
 
 @dataclass(eq=False)
@@ -250,7 +240,7 @@ class Simulator:
 
         def done() -> bool:
             for ev in sn.events[mark:]:
-                if isinstance(ev, TERMINAL_EVENTS) and ev.op == op:
+                if is_terminal(ev) and ev.op == op:
                     found.append(ev)
                     return True
             return False

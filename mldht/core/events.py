@@ -3,15 +3,19 @@
 Every operation started on a NodeState (``ping``, ``find_node``, ``get_peers``, ...)
 returns an integer op id; exactly one terminal event (``*Done``) carrying that id is
 emitted when it ends, possibly preceded by progress events (``PeersFound``).
+:func:`is_terminal` tells them apart (runtimes and the simulator use it to know when an
+operation is over); ``ExternalAddressChanged`` belongs to no operation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from .compact import Addr, NodeInfo
 
 __all__ = [
+    "TERMINAL_EVENTS",
     "AnnounceDone",
     "Event",
     "ExternalAddressChanged",
@@ -22,6 +26,8 @@ __all__ = [
     "PingDone",
     "PutDone",
     "SampleDone",
+    "TerminalEvent",
+    "is_terminal",
 ]
 
 
@@ -133,3 +139,26 @@ Event = (
     | SampleDone
     | ExternalAddressChanged
 )
+
+TERMINAL_EVENTS: tuple[type[Event], ...] = (
+    PingDone,
+    LookupDone,
+    AnnounceDone,
+    GetDone,
+    PutDone,
+    SampleDone,
+)
+"""The event types that end an operation (each operation class names its own as
+``terminal_event``, one of these)."""
+
+
+TerminalEvent = PingDone | LookupDone | AnnounceDone | GetDone | PutDone | SampleDone
+
+
+def is_terminal(event: Event) -> TypeGuard[TerminalEvent]:
+    """Whether ``event`` ends the operation ``event.op`` (no more events for that op).
+
+    False for progress events (:class:`PeersFound`) and for events of no operation
+    (:class:`ExternalAddressChanged`).
+    """
+    return isinstance(event, TERMINAL_EVENTS)

@@ -37,6 +37,7 @@ def make_node(**cfg: Any) -> NodeState:
 def ask(node: NodeState, raw: bytes, addr: tuple[str, int] = CLIENT, now: float = 1.0) -> Any:
     """Send one datagram; return the single decoded reply to ``addr`` (or None)."""
     node.receive_datagram(raw, addr, now)
+    assert node.stats["internal_errors"] == 0
     out = [bdecode(d) for d, a in node.datagrams_to_send() if a == addr]
     replies = [m for m in out if m.get(b"y") in (b"r", b"e")]
     assert len(replies) <= 1
@@ -314,6 +315,7 @@ def test_rate_limit_per_ip() -> None:
 def test_garbage_never_raises_out_of_receive(raw: bytes) -> None:
     node = make_node()
     node.receive_datagram(raw, CLIENT, 1.0)
+    assert node.stats["internal_errors"] == 0
     for data, _ in node.datagrams_to_send():
         msg = bdecode(data)
         assert msg[b"y"] == b"e"

@@ -1,0 +1,59 @@
+"""NodeConfig: every tunable of a node, typed, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["NodeConfig"]
+
+
+@dataclass
+class NodeConfig:
+    """Tunables of a node. Unknown names raise ``TypeError`` (dataclass constructor)."""
+
+    k: int = 8
+    """Bucket size and size of a lookup's closest set (BEP 5: 8)."""
+    alpha: int = 4
+    """Queries a lookup keeps active at once."""
+    query_timeout: float = 5.0
+    """Seconds after which an unanswered query fails for good (hard timeout); the store
+    phase of an announce / put also ends this long after the lookup's own deadline."""
+    soft_timeout: float = 1.0
+    """Seconds after which a lookup query stops occupying a slot (it becomes stalled; a
+    late answer still counts). With ``adaptive_timeout`` this is the upper bound."""
+    lookup_timeout: float = 60.0
+    """Seconds after which a lookup ends with whatever it has found."""
+    max_infohashes: int = 50_000
+    """Info-hashes our peer store keeps (announce_peer from others)."""
+    max_peers_per_infohash: int = 500
+    """Peers kept per info-hash in our peer store."""
+    max_items: int = 20_000
+    """BEP 44 items our item store keeps."""
+    max_item_bytes: int = 32 * 1024 * 1024
+    """Total bytes of BEP 44 values our item store keeps."""
+    sample_interval: int = 21600
+    """BEP 51 ``interval`` we announce; the sample we answer with is reused this long."""
+    read_only: bool = False
+    """BEP 43: mark our queries ``ro=1`` and answer no queries."""
+    version: bytes = b"MD\x00\x01"
+    """The ``v`` key of every message we send (client id and version)."""
+    ipv6: bool = False
+    """Serve the IPv6 DHT (``nodes6``, 18-byte values) instead of the IPv4 one (BEP 32)."""
+    max_values: int = 50
+    """Peers returned in one get_peers answer at most."""
+    rate_limit: float = 100.0
+    """Queries per second accepted from one IP (token bucket, burst = 2 s worth);
+    0 or less: no limit."""
+    maintenance_interval: float = 5.0
+    """Seconds between maintenance rounds (pings of questionable nodes, bucket refresh,
+    store expiry, bootstrap retry)."""
+    adaptive_timeout: bool = True
+    """Lookups use a soft timeout of a few times the median RTT measured (at most
+    ``soft_timeout``) and do not wait for queries past it (the8472/mldht)."""
+    restrict_ips: bool = True
+    """One routing table entry per IP (libtorrent's dht_restrict_routing_ips)."""
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The names of all tunables."""
+        return frozenset(f.name for f in fields(cls))

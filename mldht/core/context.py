@@ -1,0 +1,109 @@
+"""Context: what the query handlers and the operations of one node share.
+
+The node's current id and routing table (both replaced when BEP 42 regenerates the id),
+its config and RNG, the pending transactions, and the two outputs: datagrams to send and
+events. :class:`~mldht.core.node.NodeState` owns one and hands it to the pieces that need
+it; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from .compact import Addr
+from .config import NodeConfig
+from .events import Event
+from .krpc import QueryBody, ResponseBody, encode_error, encode_query, encode_response
+from .routing import RoutingTable
+from .transactions import Pending, Transactions
+
+if TYPE_CHECKING:
+    import random
+
+__all__ = ["Context", "Timed"]
+
+
+class Timed(Protocol):
+    """An operation with deadlines of its own (a lookup), registered while it runs."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+class Context:
+    """Shared state and output sink of one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        node_id: bytes,
+        routing: RoutingTable,
+        config: NodeConfig,
+        rng: random.Random,
+        stats: dict[str, int],
+    ) -> None:
+        self.node_id = node_id
+        self.routing = routing
+        self.config = config
+        self.rng = rng
+        self.stats = stats
+        self.tx = Transactions(rng)
+        self.out: list[tuple[bytes, Addr]] = []
+        self.events: deque[Event] = deque()
+        self.running: dict[int, Timed] = {}
+        """Operations with deadlines (lookups) by op id, until they end."""
+        self.routers: list[Addr] = []
+        """Bootstrap routers: first contacts of every lookup."""
+        self.routers_excluded: set[Addr] = set()
+        """Routers never put in the routing table (BEP 5)."""
+        self.rtts: deque[float] = deque(maxlen=128)
+        """Recent round-trip times, for adaptive soft timeouts."""
+        self._next_op = 1
+
+    def new_op_id(self) -> int:
+        n = self._next_op
+        self._next_op = n + 1
+        return n
+
+    # ------------------------------------------------------------------ output
+
+    def send_query(
+        self,
+        addr: Addr,
+        body: QueryBody,
+        now: float,
+        context: object = None,
+        node_id: bytes | None = None,
+    ) -> Pending:
+        """Queue a query to ``addr``; its answer, error or timeout goes to ``context``."""
+        config = self.config
+        p = self.tx.new(addr, body.method, now, config.query_timeout, node_id, context)
+        self.out.append(
+            (encode_query(p.t, body, version=config.version, read_only=config.read_only), addr)
+        )
+        self.stats["queries_out"] += 1
+        return p
+
+    def reply(self, t: bytes, body: ResponseBody, addr: Addr) -> None:
+        self.out.append((encode_response(t, body, version=self.config.version, ip=addr), addr))
+        self.stats["responses_out"] += 1
+
+    def reply_error(self, t: bytes, code: int, message: str, addr: Addr) -> None:
+        self.out.append(
+            (encode_error(t, code, message, version=self.config.version, ip=addr), addr)
+        )
+        self.stats["errors_out"] += 1
+
+    # ------------------------------------------------------------------ timing
+
+    def soft_timeout(self) -> float:
+        """4x the median of recent RTTs, within [0.1 s, soft_timeout]; soft_timeout until
+        a few RTTs are known (re-read before each round of queries, so a lookup adapts as its
+        first answers arrive). Under lognormal RTTs (sigma 0.5) a live node is slower than
+        4x the median less than 0.3% of the time."""
+        rtts = self.rtts
+        if len(rtts) < 4:
+            return self.config.soft_timeout
+        median = sorted(rtts)[len(rtts) // 2]
+        return min(self.config.soft_timeout, max(0.1, 4.0 * median))

@@ -1,0 +1,226 @@
+"""Answers to incoming queries: ping, find_node, get_peers, announce_peer, get, put and
+sample_infohashes (BEP 5, 32, 33, 44, 51).
+
+:class:`QueryHandlers` gets the tables it answers from explicitly (peer store, item store,
+token manager) plus the node's :class:`~mldht.core.context.Context` for the current id,
+routing table, config, RNG and the output sink. Admission (the per-IP rate limit, BEP 43
+read-only mode) is decided before a query gets here (:mod:`mldht.core.admission`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from ..errors import KRPCError
+from . import bep44
+from .compact import Addr, NodeInfo
+from .context import Context
+from .item_store import ItemStore
+from .krpc import (
+    AnnouncePeer,
+    AnnounceResponse,
+    FindNode,
+    FindNodeResponse,
+    Get,
+    GetPeers,
+    GetPeersResponse,
+    GetResponse,
+    Ping,
+    PingResponse,
+    Put,
+    PutResponse,
+    Query,
+    SampleInfohashes,
+    SampleInfohashesResponse,
+)
+from .peer_store import PeerStore
+from .tokens import TokenManager
+
+__all__ = ["MAX_SALT_SIZE", "MAX_VALUE_SIZE", "QueryHandlers"]
+
+MAX_VALUE_SIZE = bep44.MAX_VALUE_LEN  # BEP 44: bencoded v
+MAX_SALT_SIZE = bep44.MAX_SALT_LEN
+
+_Handler = Callable[[Query, Addr, float], None]
+
+
+class QueryHandlers:
+    """Answer admitted queries; :meth:`handle` dispatches on the query's body type."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        peer_store: PeerStore,
+        items: ItemStore,
+        tokens: TokenManager,
+    ) -> None:
+        self._ctx = ctx
+        self._peers = peer_store
+        self._items = items
+        self._tokens = tokens
+        self._sample_cache: tuple[float, tuple[bytes, ...]] | None = None
+        self._dispatch: dict[type, _Handler] = {
+            Ping: self._ping,
+            FindNode: self._find_node,
+            GetPeers: self._get_peers,
+            AnnouncePeer: self._announce,
+            Get: self._get,
+            Put: self._put,
+            SampleInfohashes: self._sample_infohashes,
+        }
+
+    def handle(self, q: Query, addr: Addr, now: float) -> None:
+        """Queue the answer (or KRPC error) to ``q`` from ``addr``."""
+        self._dispatch[type(q.body)](q, addr, now)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _closest_nodes(
+        self, target: bytes, want: tuple[bytes, ...] | None
+    ) -> tuple[tuple[NodeInfo, ...] | None, tuple[NodeInfo, ...] | None]:
+        """``nodes``/``nodes6`` per BEP 32's ``want`` rules (we serve one family)."""
+        ctx = self._ctx
+        ipv6 = ctx.config.ipv6
+        mine = b"n6" if ipv6 else b"n4"
+        other = b"n4" if ipv6 else b"n6"
+        closest = tuple(ctx.routing.closest(target, ctx.config.k))
+        ours = closest if (want is None or mine in want) else None
+        theirs: tuple[NodeInfo, ...] | None = () if (want is not None and other in want) else None
+        return (theirs, ours) if ipv6 else (ours, theirs)
+
+    def _samples(self, now: float) -> tuple[bytes, ...]:
+        """BEP 51 samples: all when they fit, else a random 20 reused until ``interval``."""
+        store = self._peers
+        if len(store) <= 20:
+            return tuple(store.infohashes())
+        if self._sample_cache is None or now >= self._sample_cache[0]:
+            self._sample_cache = (
+                now + self._ctx.config.sample_interval,
+                tuple(store.sample(self._ctx.rng, 20)),
+            )
+        return self._sample_cache[1]
+
+    # ----------------------------------------------------------------- handlers
+
+    def _ping(self, q: Query, addr: Addr, now: float) -> None:
+        self._ctx.reply(q.t, PingResponse(self._ctx.node_id), addr)
+
+    def _find_node(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(FindNode, q.body)
+        ctx = self._ctx
+        ctx.reply(
+            q.t, FindNodeResponse(ctx.node_id, *self._closest_nodes(body.target, body.want)), addr
+        )
+
+    def _sample_infohashes(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(SampleInfohashes, q.body)
+        ctx = self._ctx
+        ctx.reply(
+            q.t,
+            SampleInfohashesResponse(
+                ctx.node_id,
+                ctx.config.sample_interval,
+                len(self._peers),
+                self._samples(now),
+                *self._closest_nodes(body.target, body.want),
+            ),
+            addr,
+        )
+
+    def _get_peers(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(GetPeers, q.body)
+        ctx = self._ctx
+        ih = body.info_hash
+        store = self._peers
+        # Withhold the token when the store is full (libtorrent): no announce can land.
+        token = self._tokens.issue(addr[0], ih, now) if store.can_accept(ih, now) else None
+        blooms = store.scrape(ih, now) if body.scrape else None
+        peers: list[Addr] = []
+        if blooms is None:
+            # BEP 32: values of the query's family only.
+            family = 6 if ":" in addr[0] else 4
+            peers = store.get_peers(
+                ih, now, ctx.config.max_values, noseed=body.noseed, rng=ctx.rng, family=family
+            )
+        # BEP 33 (as libtorrent): with scrape=1 the filters replace values, to stay < 1024 B.
+        ctx.reply(
+            q.t,
+            GetPeersResponse(
+                ctx.node_id,
+                token,
+                tuple(peers) if peers else None,
+                *self._closest_nodes(ih, body.want),
+                blooms[0] if blooms else None,
+                blooms[1] if blooms else None,
+            ),
+            addr,
+        )
+
+    def _announce(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(AnnouncePeer, q.body)
+        ctx = self._ctx
+        if not self._tokens.verify(body.token, addr[0], body.info_hash, now):
+            ctx.reply_error(q.t, KRPCError.PROTOCOL, "invalid token", addr)
+            return
+        port = addr[1] if body.implied_port else body.port
+        # Never store an address from the message body: the source IP only (BEP 5).
+        self._peers.announce(body.info_hash, (addr[0], port), now, seed=bool(body.seed))
+        ctx.reply(q.t, AnnounceResponse(ctx.node_id), addr)
+
+    def _get(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(Get, q.body)
+        ctx = self._ctx
+        nid = ctx.node_id
+        n4, n6 = self._closest_nodes(body.target, body.want)
+        token = self._tokens.issue(addr[0], body.target, now)
+        item = self._items.get(body.target, now)
+        if item is None:
+            r = GetResponse(nid, token, nodes=n4, nodes6=n6)
+        elif item.k is None:
+            r = GetResponse(nid, token, v=item.v_bencoded, nodes=n4, nodes6=n6)
+        elif body.seq is not None and item.seq is not None and item.seq <= body.seq:
+            # BEP 44: the requester already has this seq; send only seq.
+            r = GetResponse(nid, token, seq=item.seq, nodes=n4, nodes6=n6)
+        else:
+            r = GetResponse(
+                nid,
+                token,
+                v=item.v_bencoded,
+                k=item.k,
+                seq=item.seq,
+                sig=item.sig,
+                nodes=n4,
+                nodes6=n6,
+            )
+        ctx.reply(q.t, r, addr)
+
+    def _put(self, q: Query, addr: Addr, now: float) -> None:
+        body = cast(Put, q.body)
+        ctx = self._ctx
+        # Check order: libtorrent's (libtorrent's put handler, measured).
+        if len(body.v) > MAX_VALUE_SIZE:
+            ctx.reply_error(q.t, KRPCError.MESSAGE_TOO_BIG, "message too big", addr)
+            return
+        if len(body.salt) > MAX_SALT_SIZE:
+            ctx.reply_error(q.t, KRPCError.SALT_TOO_BIG, "salt too big", addr)
+            return
+        if body.k is not None:
+            target = bep44.mutable_target(body.k, body.salt)
+        else:
+            target = bep44.immutable_target(body.v)
+        if not self._tokens.verify(body.token, addr[0], target, now):
+            ctx.reply_error(q.t, KRPCError.PROTOCOL, "invalid token", addr)
+            return
+        try:
+            if body.k is None:
+                self._items.put_immutable(body.v, now)
+            else:
+                assert body.seq is not None and body.sig is not None
+                self._items.put_mutable(
+                    body.k, body.salt, body.seq, body.sig, body.v, body.cas, now
+                )
+        except KRPCError as exc:
+            ctx.reply_error(q.t, exc.code, exc.message, addr)
+            return
+        ctx.reply(q.t, PutResponse(ctx.node_id), addr)

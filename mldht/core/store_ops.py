@@ -1,0 +1,208 @@
+"""Lookups followed by a store phase: announce (BEP 5) and put (BEP 44).
+
+The lookup collects write tokens; when it ends, the store query (announce_peer / put) goes
+to each of the k closest nodes that gave one, and the operation ends when all of them
+answered, failed, or one query timeout after the lookup's own deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from . import bep44
+from .compact import NodeInfo
+from .context import Context
+from .events import AnnounceDone, Event, PutDone
+from .krpc import AnnouncePeer, Put, QueryBody, ResponseBody
+from .lookup import Responded
+from .operations import Call, GetOp, GetPeersOp, LookupOp
+
+__all__ = ["AnnounceOp", "ImmutablePutOp", "MutablePutOp", "PutOp", "StoringLookup"]
+
+
+class StoringLookup(LookupOp):
+    """A lookup whose end starts a store phase (see the module docstring).
+
+    Subclasses build the store query for a token (:meth:`store_query`), may prepare it
+    once before (:meth:`prepare_store`), and build the terminal event (:meth:`done_event`).
+    """
+
+    def __init__(self, ctx: Context, target: bytes) -> None:
+        super().__init__(ctx, target)
+        self.storing = False
+        self.store_pending = 0
+        self.accepted = 0
+        self.errors: list[tuple[int, str]] = []
+
+    def prepare_store(self) -> None:
+        """Hook: called once when the lookup phase ends, before :meth:`store_query`."""
+
+    def store_query(self, token: bytes) -> QueryBody:
+        raise NotImplementedError
+
+    def done_event(self) -> Event:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- phases
+
+    def lookup_finished(self, now: float, closest: list[Responded]) -> None:
+        self.storing = True
+        self.prepare_store()
+        calls = [(r.node, self.store_query(r.token)) for r in closest if r.token is not None]
+        if not calls:
+            self.finish(self.done_event())
+            return
+        self.store_pending = len(calls)
+        send = self.ctx.send_query
+        for node, body in calls:
+            send(node.addr, body, now, Call(self, node, store=True), node.id)
+
+    def _store_reply(self, accepted: bool) -> None:
+        if self.finished:
+            return
+        if accepted:
+            self.accepted += 1
+        self.store_pending -= 1
+        if self.store_pending <= 0:
+            self.finish(self.done_event())
+
+    def _store_end(self) -> float:
+        # the store phase ends one query timeout after the lookup's own deadline
+        return self.deadline + self.ctx.config.query_timeout
+
+    def next_deadline(self) -> float | None:
+        return self._store_end() if self.storing else super().next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        if self.finished:
+            return
+        if self.storing:
+            if now >= self._store_end():
+                self.finish(self.done_event())
+            return
+        super().handle_timer(now)
+
+    # ---------------------------------------------------------------- replies
+
+    def on_response(
+        self,
+        call: Call,
+        sender: NodeInfo,
+        body: ResponseBody,
+        version: bytes | None,
+        rtt: float,
+        now: float,
+    ) -> None:
+        if call.store:
+            self._store_reply(accepted=True)
+        else:
+            super().on_response(call, sender, body, version, rtt, now)
+
+    def on_error(self, call: Call, code: int, message: str, now: float) -> None:
+        if call.store:
+            self.errors.append((code, message))
+            self._store_reply(accepted=False)
+        else:
+            super().on_error(call, code, message, now)
+
+    def on_timeout(self, call: Call, now: float) -> None:
+        if call.store:
+            self._store_reply(accepted=False)
+        else:
+            super().on_timeout(call, now)
+
+
+class AnnounceOp(StoringLookup, GetPeersOp):
+    """get_peers lookup, then announce_peer to the closest nodes that gave a token;
+    :class:`PeersFound` on the way, :class:`AnnounceDone` at the end.
+
+    ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port).
+    """
+
+    terminal_event: ClassVar[type[object]] = AnnounceDone
+
+    def __init__(self, ctx: Context, info_hash: bytes, port: int | None) -> None:
+        super().__init__(ctx, info_hash)
+        self.port = port
+
+    def store_query(self, token: bytes) -> QueryBody:
+        port = self.port
+        return AnnouncePeer(
+            self.ctx.node_id, self.target, port or 1, token, implied_port=port is None
+        )
+
+    def done_event(self) -> Event:
+        return AnnounceDone(self.op, self.target, self.accepted, tuple(self.peers))
+
+
+class PutOp(StoringLookup, GetOp):
+    """BEP 44 get lookup (tokens, current seq), then put; ends with :class:`PutDone`."""
+
+    terminal_event: ClassVar[type[object]] = PutDone
+
+    def __init__(self, ctx: Context, target: bytes, v: bytes, *, salt: bytes, mutable: bool):
+        # GetOp's keywords go through StoringLookup's signature: set them after.
+        super().__init__(ctx, target)
+        self.salt = salt
+        self.mutable = mutable
+        self.v = v
+        self.put_seq: int | None = None
+
+    def done_event(self) -> Event:
+        return PutDone(self.op, self.target, self.accepted, self.put_seq, tuple(self.errors))
+
+
+class ImmutablePutOp(PutOp):
+    """Put an immutable item (``v`` is its bencoded value; the target is its SHA-1)."""
+
+    def __init__(self, ctx: Context, v: bytes) -> None:
+        super().__init__(ctx, bep44.immutable_target(v), v, salt=b"", mutable=False)
+
+    def store_query(self, token: bytes) -> QueryBody:
+        return Put(self.ctx.node_id, token, self.v)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """A mutable item ready to put: its key, seq and signature."""
+
+    k: bytes
+    seq: int
+    sig: bytes
+
+
+class MutablePutOp(PutOp):
+    """Put a mutable item signed with ``keypair``; ``seq=None`` puts the newest seq found
+    by the lookup + 1 (1 if none); ``cas`` is sent as is."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        v: bytes,
+        keypair: bep44.KeyPair,
+        *,
+        salt: bytes = b"",
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> None:
+        target = bep44.mutable_target(keypair.public_key, salt)
+        super().__init__(ctx, target, v, salt=salt, mutable=True)
+        self.keypair = keypair
+        self.seq = seq
+        self.cas = cas
+        self._signed: _Signed | None = None
+
+    def prepare_store(self) -> None:
+        seq = self.seq
+        if seq is None:
+            best = self.best
+            seq = (best.seq + 1) if best is not None and best.seq is not None else 1
+        self.put_seq = seq
+        sig = self.keypair.sign_item(self.v, seq, self.salt)
+        self._signed = _Signed(self.keypair.public_key, seq, sig)
+
+    def store_query(self, token: bytes) -> QueryBody:
+        s = self._signed
+        assert s is not None, "prepare_store() runs first"
+        return Put(self.ctx.node_id, token, self.v, s.k, s.seq, s.sig, self.salt, self.cas)

@@ -70,7 +70,7 @@ async def search(
     async with DHTNode(bind=("127.78.0.1", 0), bootstrap=[boot]) as node:
         await node.wait_ready(30.0)
         await anyio.sleep(args.settle)
-        table = len(node.state.routing)
+        table = node.stats["nodes"]
         q0 = node.stats["queries_out"]
         for ih in ihs[: args.lookups]:
             t0 = time.perf_counter()

@@ -279,12 +279,12 @@ def _status(node: DHTNode) -> dict[str, Any]:
     stats = node.stats
     return {
         "event": "status",
-        "nodes": len(node.state.routing),
+        "nodes": node.stats["nodes"],
         "queries_in": stats.get("queries_in", 0),
         "queries_out": stats.get("queries_out", 0),
         "responses_in": stats.get("responses_in", 0),
         "timeouts": stats.get("timeouts", 0),
-        "stored_peers": node.state.peer_store.peer_count(),
+        "stored_peers": node.stats["stored_peers"],
     }
 
 

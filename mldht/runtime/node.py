@@ -258,6 +258,9 @@ class DHTNode:
         """Datagrams whose handling raised (logged at debug and dropped)."""
         self.send_errors = 0
         """Datagrams the OS refused to send (logged at debug and dropped)."""
+        self.on_datagram: Callable[[bytes, Addr, float], None] | None = None
+        """Called with (data, source, time) before each received datagram is handled (to
+        trace traffic); an exception it raises drops the datagram like a bad one."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -409,11 +412,6 @@ class DHTNode:
         return self._state_obj
 
     @property
-    def state(self) -> NodeState:
-        """The core state machine (to inspect; drive the node through this class)."""
-        return self._state
-
-    @property
     def node_id(self) -> bytes:
         """Our 20-byte node id (it changes if BEP 42 regenerates it)."""
         return self._state.node_id
@@ -448,6 +446,22 @@ class DHTNode:
         return store.get_peers(
             ih, _now(), self.config.max_peers_per_infohash, family=family, max_bytes=1 << 30
         )
+
+    def stored_item(self, target: bytes | str) -> Item | None:
+        """The BEP 44 item this node's own store holds for ``target`` (no lookup)."""
+        return self._local_item(as_target(target))
+
+    def routing_nodes(self) -> list[NodeInfo]:
+        """The live nodes of the routing table (replacement caches not included)."""
+        return list(self._state.routing)
+
+    def knows(self, node_id: bytes) -> bool:
+        """Whether a live entry of the routing table has ``node_id``."""
+        return bytes(node_id) in self._state.routing
+
+    def closest_nodes(self, target: bytes, count: int = 8) -> list[NodeInfo]:
+        """The ``count`` nodes of our own table closest to ``target`` (no lookup)."""
+        return self._state.routing.closest(_to_id(target), count)
 
     def routing_table_snapshot(self) -> dict[str, Any]:
         """The routing table as a JSON-able dict (buckets, nodes, replacements)."""
@@ -519,7 +533,10 @@ class DHTNode:
             handled = 0
             while True:
                 try:
-                    state.receive_datagram(data, (str(addr[0]), int(addr[1])), _now())
+                    source, now = (str(addr[0]), int(addr[1])), _now()
+                    if self.on_datagram is not None:
+                        self.on_datagram(data, source, now)
+                    state.receive_datagram(data, source, now)
                 except Exception:  # a datagram must never take the node down
                     self.receive_errors += 1
                     log.debug("error handling a datagram from %r", addr, exc_info=True)

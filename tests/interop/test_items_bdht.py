@@ -50,7 +50,7 @@ async def network(
         assert await call(bd.wait_for_node, ours.address, 15) is not None, "bdht took us"
     assert await call(bd1.wait_for_node, bd2.addr, 15) is not None
     await wait_for(
-        lambda: all(bd.node_id in ours.state.routing for bd in (bd1, bd2)),
+        lambda: all(ours.knows(bd.node_id) for bd in (bd1, bd2)),
         15,
         "both bittorrent-dht nodes in our table",
     )

@@ -52,7 +52,7 @@ async def network(
         assert await call(lt.wait_for_node, ours.address, 20) is not None, "libtorrent took us"
         assert await call(lt.wait_for_node, other.addr, 20) is not None
     await wait_for(
-        lambda: all(lt.node_id in ours.state.routing for lt in (lt1, lt2)),
+        lambda: all(ours.knows(lt.node_id) for lt in (lt1, lt2)),
         15,
         "both libtorrent nodes in our table",
     )

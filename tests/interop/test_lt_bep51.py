@@ -44,7 +44,7 @@ async def neighbours(
     lt = await call(make_lt)
     await call(lt.add_node, ours.address)
     assert await call(lt.wait_for_node, ours.address, 15) is not None
-    await wait_for(lambda: lt.node_id in ours.state.routing, 15, "libtorrent in our table")
+    await wait_for(lambda: ours.knows(lt.node_id), 15, "libtorrent in our table")
     return ours, lt
 
 
@@ -82,9 +82,7 @@ async def test_we_answer_libtorrents_sample_infohashes(
         stored = [rng.randbytes(20) for _ in range(25)]
         for ih in stored:
             await other.announce(ih, 7000)
-        await wait_for(
-            lambda: all(ih in ours.state.peer_store for ih in stored), 15, "our node to store"
-        )
+        await wait_for(lambda: all(ours.stored_peers(ih) for ih in stored), 15, "our node to store")
         target = rng.randbytes(20)
         reply = await call(lt.sample_infohashes, ours.address, target, 10.0)
         assert reply is not None, "libtorrent got no sample_infohashes reply from us"
@@ -93,7 +91,7 @@ async def test_we_answer_libtorrents_sample_infohashes(
         assert reply.num_infohashes == len(stored)
         assert len(reply.samples) == 20 == len(set(reply.samples))  # BEP 51: at most 20
         assert set(reply.samples) <= set(stored)
-        expect = [n.id for n in ours.state.routing.closest(target, 8)]
+        expect = [n.id for n in ours.closest_nodes(target, 8)]
         assert [n.id for n in reply.nodes] == expect
         assert lt.node_id in expect
 

@@ -43,7 +43,7 @@ async def test_libtorrent_bootstraps_from_us(make_lt: MakeLt, loopback: Callable
         found = await call(lt.wait_for_node, ours.address, 15)
         assert found is not None and found.id == ours.node_id, "libtorrent took us in"
         # libtorrent queried us; we pinged it back and it is in our table too
-        await wait_for(lambda: lt.node_id in ours.state.routing, 10, "libtorrent in our table")
+        await wait_for(lambda: ours.knows(lt.node_id), 10, "libtorrent in our table")
 
 
 async def _lt_network(
@@ -57,9 +57,7 @@ async def _lt_network(
         await call(lt.add_node, n.address)
     for n in (a, b):
         assert await call(lt.wait_for_node, n.address, 15) is not None
-    await wait_for(
-        lambda: all(lt.node_id in n.state.routing for n in (a, b)), 15, "libtorrent in our tables"
-    )
+    await wait_for(lambda: all(n.knows(lt.node_id) for n in (a, b)), 15, "libtorrent in our tables")
     return a, b, lt
 
 
@@ -71,7 +69,7 @@ async def test_libtorrent_announces_we_find_it(
         a, b, lt = await _lt_network(stack, make_lt, loopback)
         await call(lt.announce, infohash, 6891)
         want = (lt.addr[0], 6891)
-        await wait_for(lambda: a.state.peer_store.peer_count() > 0, 30, "libtorrent's announce")
+        await wait_for(lambda: a.stats["stored_peers"] > 0, 30, "libtorrent's announce")
         peers = await b.get_peers(infohash)
         assert want in peers
         streamed = [p async for p in a.iter_peers(infohash)]
@@ -86,7 +84,7 @@ async def test_we_announce_libtorrent_finds_us(
         a, b, lt = await _lt_network(stack, make_lt, loopback)
         accepted = await a.announce(infohash, 7001)
         assert accepted >= 2  # b and libtorrent
-        assert lt.node_id in a.state.routing
+        assert a.knows(lt.node_id)
         peers = await call(lt.get_peers, infohash, 15)
         assert (a.address[0], 7001) in peers
         # implied_port: libtorrent stores our UDP source port
@@ -110,7 +108,7 @@ async def test_bdht_bootstraps_from_us(make_bdht: MakeBdht, loopback: Callable[[
         await call(bd.wait_ready, 15)
         found = await call(bd.wait_for_node, ours.address, 15)
         assert found is not None and found.id == ours.node_id, "bittorrent-dht took us in"
-        await wait_for(lambda: bd.node_id in ours.state.routing, 10, "bdht in our table")
+        await wait_for(lambda: ours.knows(bd.node_id), 10, "bdht in our table")
         # and our own lookups go through it
         assert await ours.ping(bd.addr) == bd.node_id
 
@@ -124,9 +122,7 @@ async def _bdht_network(
     await call(bd.wait_ready, 15)
     for n in (a, b):
         assert await call(bd.wait_for_node, n.address, 15) is not None
-    await wait_for(
-        lambda: all(bd.node_id in n.state.routing for n in (a, b)), 15, "bdht in our tables"
-    )
+    await wait_for(lambda: all(n.knows(bd.node_id) for n in (a, b)), 15, "bdht in our tables")
     return a, b, bd
 
 

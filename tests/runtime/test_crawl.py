@@ -215,13 +215,9 @@ class QueryLog:
             list
         )
         for i, node in enumerate(nodes):
-            state = node.state
-            wrapped = self._wrap(i, state.receive_datagram, source_ip)
-            state.receive_datagram = wrapped  # type: ignore[method-assign,assignment]
+            node.on_datagram = self._observer(i, source_ip)
 
-    def _wrap(
-        self, i: int, inner: Callable[[bytes, tuple[str, int], float], None], source_ip: str
-    ) -> Callable[[bytes, tuple[str, int], float], None]:
+    def _observer(self, i: int, source_ip: str) -> Callable[[bytes, tuple[str, int], float], None]:
         def receive(data: bytes, addr: tuple[str, int], now: float) -> None:
             if addr[0] == source_ip:
                 msg = bdecode(data)
@@ -230,7 +226,6 @@ class QueryLog:
                     args = msg.get(b"a")
                     assert isinstance(args, dict)
                     self.by_node[i].append((now, msg[b"q"], args, msg.get(b"ro")))
-            inner(data, addr, now)
 
         return receive
 
@@ -276,7 +271,7 @@ async def test_crawl_maps_a_300_node_swarm_politely(
         crawler_ids = {a[b"id"] for _, _, a, _ in queries}
         assert len(crawler_ids) == 1
         for node in swarm.nodes:
-            assert not any(cid in node.state.routing for cid in crawler_ids)
+            assert not any(node.knows(cid) for cid in crawler_ids)
             snap = node.routing_table_snapshot()
             for bucket in snap["buckets"]:
                 for entry in bucket["nodes"] + bucket["replacements"]:
@@ -440,7 +435,7 @@ async def test_bep51_server_answers_per_spec() -> None:
             r = (await raw_query(sock, holder.address, q))[b"r"]
             assert r[b"samples"] == b"" and r[b"num"] == 0 and r[b"interval"] == 1234
             assert r[b"id"] == holder.node_id
-            expect = holder.state.routing.closest(target, 8)
+            expect = holder.closest_nodes(target, 8)
             assert r[b"nodes"] == b"".join(
                 n.id + socket.inet_aton(n.addr[0]) + n.addr[1].to_bytes(2, "big") for n in expect
             )
@@ -451,15 +446,20 @@ async def test_bep51_server_answers_per_spec() -> None:
             assert b"nodes" not in r
 
             # 45 stored: at most 20 distinct samples, all stored; num counts all
+            # real announces from our socket (get_peers for the token, then announce_peer)
             for i, ih in enumerate(sorted(stored)):
-                holder.state.peer_store.announce(ih, ("127.80.9.9", 1000 + i), anyio.current_time())
+                a: dict[bytes, Any] = {b"id": b"\x33" * 20, b"info_hash": ih}
+                g = {b"t": b"g%d" % i, b"y": b"q", b"q": b"get_peers", b"a": a}
+                token = (await raw_query(sock, holder.address, g))[b"r"][b"token"]
+                a = {**a, b"port": 1000 + i, b"token": token}
+                ann = {b"t": b"a%d" % i, b"y": b"q", b"q": b"announce_peer", b"a": a}
+                r = await raw_query(sock, holder.address, ann)
+                assert b"r" in r, r
             done = await others[0].sample_infohashes(holder.address, target)
             assert done.num == 45 and done.interval == 1234
             assert len(done.samples) == 20 == len(set(done.samples))
             assert set(done.samples) <= stored
-            assert [n.id for n in done.nodes] == [
-                n.id for n in holder.state.routing.closest(target, 8)
-            ]
+            assert [n.id for n in done.nodes] == [n.id for n in holder.closest_nodes(target, 8)]
 
 
 def test_mldht_crawl_subcommand(tmp_path: Path) -> None:

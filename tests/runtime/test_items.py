@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import stat
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -60,13 +59,39 @@ async def start_network(stack: AsyncExitStack, size: int, subnet: int, **kw: Any
     return list(net.nodes)
 
 
-def stored_elsewhere(nodes: list[DHTNode], target: bytes) -> list[tuple[int | None, int]]:
-    """(seq, put_count) of the copies of ``target`` the nodes' stores hold."""
+def count_puts(nodes: list[DHTNode]) -> dict[tuple[int, bytes], int]:
+    """Counts of the BEP 44 puts each node receives, by (node index, target), as traffic."""
+    counts: dict[tuple[int, bytes], int] = {}
+
+    def observer(i: int) -> Callable[[bytes, Addr, float], None]:
+        def seen(data: bytes, addr: Addr, now: float) -> None:
+            msg = bdecode(data)
+            if not isinstance(msg, dict) or msg.get(b"q") != b"put":
+                return
+            a = msg[b"a"]
+            assert isinstance(a, dict)
+            if b"k" in a:
+                target = hashlib.sha1(a[b"k"] + a.get(b"salt", b"")).digest()
+            else:
+                target = hashlib.sha1(bencode(a[b"v"])).digest()
+            counts[i, target] = counts.get((i, target), 0) + 1
+
+        return seen
+
+    for i, node in enumerate(nodes):
+        node.on_datagram = observer(i)
+    return counts
+
+
+def stored_elsewhere(
+    nodes: list[DHTNode], target: bytes, puts: dict[tuple[int, bytes], int]
+) -> list[tuple[int | None, int]]:
+    """(seq, puts received) of the copies of ``target`` the nodes' stores hold."""
     out = []
-    for node in nodes:
-        item = node.state.items.get(target, time.time())
+    for i, node in enumerate(nodes):
+        item = node.stored_item(target)
         if item is not None:
-            out.append((item.seq, item.put_count))
+            out.append((item.seq, puts.get((i, target), 0)))
     return out
 
 
@@ -198,7 +223,7 @@ async def test_mutable_items_seq_salt_and_cas() -> None:
         # (a node does not store its own puts: c puts the same item again, so that b has
         # it too; the same seq and value only refresh a and d's copies)
         assert await c.put_mutable("ten", keypair=kp, salt="s", seq=10) == 10
-        copies = [n.state.items.get(kp.target(b"s"), time.time()) for n in (a, b, c, d)]
+        copies = [n.stored_item(kp.target(b"s")) for n in (a, b, c, d)]
         assert {item.seq if item else None for item in copies} == {10}
         with pytest.raises(KRPCError) as refused:
             await c.put_mutable("five", keypair=kp, salt="s", seq=5)
@@ -217,7 +242,7 @@ async def test_mutable_items_seq_salt_and_cas() -> None:
                 kp.target(b"s"), v=b"twelve", k=kp.public_key, seq=12, sig=sig, salt=b"s"
             )
             assert reply[b"y"] == b"r", reply
-        held = [n.state.items.get(kp.target(b"s"), time.time()) for n in (a, b, c, d)]
+        held = [n.stored_item(kp.target(b"s")) for n in (a, b, c, d)]
         assert [item.seq if item else None for item in held] == [10, 12, 11, 11]
         for node in (a, b, c, d):
             assert await node.get_mutable(kp.public_key, salt="s") == (b"twelve", 12)
@@ -235,7 +260,7 @@ async def test_key_value_api(tmp_path: Path) -> None:
         owner = await stack.enter_async_context(
             DHTNode(bind=("127.0.46.9", 0), bootstrap=[a.address], state_dir=tmp_path / "s", **FAST)
         )
-        await wait_until(lambda: len(owner.state.routing) == 3, 10, "the owner to join")
+        await wait_until(lambda: owner.stats["nodes"] == 3, 10, "the owner to join")
         key_file = tmp_path / "s" / IDENTITY_FILE
         assert not key_file.exists()  # created on first use only
         assert await owner.set("color", "blue") == 1
@@ -308,23 +333,24 @@ async def test_republish_refreshes_and_stops_when_superseded() -> None:
                 **FAST,
             )
         )
-        await wait_until(lambda: len(publisher.state.routing) == 4, 10, "the publisher to join")
+        await wait_until(lambda: publisher.stats["nodes"] == 4, 10, "the publisher to join")
+        puts = count_puts(nodes)
         target = await publisher.put_immutable("kept alive")
         seq = await publisher.put_mutable("mine", keypair=kp, salt="r")
         mtarget = kp.target(b"r")
         assert seq == 1
         assert publisher.republishing == {target, mtarget}
-        first = stored_elsewhere(nodes, target)
+        first = stored_elsewhere(nodes, target, puts)
         assert first and all(count == 1 for _, count in first)
         # re-put every 0.3 s: each storing node sees the same item again
         await wait_until(
-            lambda: all(count >= 3 for _, count in stored_elsewhere(nodes, target)),
+            lambda: all(count >= 3 for _, count in stored_elsewhere(nodes, target, puts)),
             5,
             "the immutable item to be re-put twice",
         )
         # the mutable one with the same seq (a refresh, not a new version)
         await wait_until(
-            lambda: all(s == 1 and n >= 3 for s, n in stored_elsewhere(nodes, mtarget)),
+            lambda: all(s == 1 and n >= 3 for s, n in stored_elsewhere(nodes, mtarget, puts)),
             5,
             "the mutable item to be re-put twice with seq 1",
         )
@@ -332,9 +358,9 @@ async def test_republish_refreshes_and_stops_when_superseded() -> None:
         assert publisher.stop_republishing(target)
         assert not publisher.stop_republishing(target)
         await anyio.sleep(0.5)  # a republish already under way may still land
-        settled = stored_elsewhere(nodes, target)
+        settled = stored_elsewhere(nodes, target, puts)
         await anyio.sleep(0.8)
-        assert stored_elsewhere(nodes, target) == settled
+        assert stored_elsewhere(nodes, target, puts) == settled
         # someone else with the key puts a newer seq: our seq 1 is refused (302) and we
         # stop re-putting it, rather than fight the newer item forever
         assert await b.put_mutable("theirs", keypair=kp, salt="r") == 2
@@ -446,7 +472,7 @@ async def test_raw_client_error_paths_store_nothing() -> None:
         )
         assert error_code(reply) == 203
         assert b"v" not in await raw.get(target)
-        assert len(node.state.items) == 0
+        assert node.stats["stored_items"] == 0
 
         # a valid put is stored...
         reply = await raw.put(
@@ -476,7 +502,7 @@ async def test_raw_client_error_paths_store_nothing() -> None:
         reply = await raw.put(target, v=b"cinq", k=kp.public_key, seq=5, sig=cinq, salt=b"s")
         assert error_code(reply) == 302
         await unchanged()
-        assert len(node.state.items) == 1
+        assert node.stats["stored_items"] == 1
         # the node answers its own API from what it stores
         assert await node.get_mutable(kp.public_key, salt="s") == (b"five", 5)
         ok = await raw.put(hashlib.sha1(b"5:small").digest(), v=b"small")
@@ -522,7 +548,7 @@ async def test_replies_that_do_not_check_out_are_discarded() -> None:
         local = rogue_sock.extra(anyio.abc.SocketAttribute.local_address)
         rogue: Addr = (str(local[0]), int(local[1]))
         async with DHTNode(bind=("127.0.51.2", 0), bootstrap=[rogue], **FAST) as n:
-            await wait_until(lambda: len(n.state.routing) == 1, 10, "the rogue in the table")
+            await wait_until(lambda: n.stats["nodes"] == 1, 10, "the rogue in the table")
             # the control: an item that checks out is taken
             target = hashlib.sha1(b"3:abc").digest()
             assert await n.get_immutable(target) == b"abc"

@@ -127,7 +127,7 @@ async def test_sample_infohashes_and_bad_arguments() -> None:
     async with AsyncExitStack() as stack:
         seed, a, b = await start_network(stack, 3, first_ip=20)
         assert await a.announce(INFOHASH, 7000) > 0
-        holder = next(n for n in (seed, a, b) if len(n.state.peer_store))
+        holder = next(n for n in (seed, a, b) if n.stats["stored_infohashes"])
         asker = b if holder is not b else a
         done = await asker.sample_infohashes(holder.address, bytes(20))
         assert done.node_id == holder.node_id
@@ -186,10 +186,10 @@ async def test_restart_rejoins_from_saved_nodes_without_the_bootstrap_node(
             bind=("127.0.0.50", 0), bootstrap=[seed.address], state_dir=state_dir, **FAST
         )
         async with keeper:
-            await wait_until(lambda: len(keeper.state.routing) == 4, 10, "the keeper to join")
+            await wait_until(lambda: keeper.stats["nodes"] == 4, 10, "the keeper to join")
             old_id, address = keeper.node_id, keeper.address
             assert await others[0].announce(INFOHASH, 6881) > 0
-            assert keeper.state.peer_store.peer_count() == 1
+            assert keeper.stats["stored_peers"] == 1
 
         doc = json.loads((state_dir / persist.STATE_FILE).read_text())
         assert doc["id"] == old_id.hex()
@@ -205,11 +205,11 @@ async def test_restart_rejoins_from_saved_nodes_without_the_bootstrap_node(
         async with restarted:
             start = anyio.current_time()
             await wait_until(
-                lambda: len(restarted.state.routing) >= 3, 3, "the table to fill from saved nodes"
+                lambda: restarted.stats["nodes"] >= 3, 3, "the table to fill from saved nodes"
             )
             assert anyio.current_time() - start < 3.0
             assert restarted.node_id == old_id
-            assert restarted.state.peer_store.peer_count() == 1  # stored peers survived
+            assert restarted.stats["stored_peers"] == 1  # stored peers survived
             assert await others[1].get_peers(INFOHASH) == [(others[0].address[0], 6881)]
             found = await restarted.find_node(others[2].node_id)
             assert NodeInfo(others[2].node_id, others[2].address) in found
@@ -222,7 +222,7 @@ async def test_read_only_node_is_answered_but_answers_nothing() -> None:
             DHTNode(bind=("127.0.0.70", 0), bootstrap=[nodes[0].address], read_only=True, **FAST)
         )
         # it gets answers: its table fills and its lookups work
-        await wait_until(lambda: len(ro.state.routing) == 4, 10, "the read-only node to join")
+        await wait_until(lambda: ro.stats["nodes"] == 4, 10, "the read-only node to join")
         found = await ro.find_node(nodes[2].node_id)
         assert NodeInfo(nodes[2].node_id, nodes[2].address) in found
         assert await ro.announce(INFOHASH, 5000) > 0
@@ -230,7 +230,7 @@ async def test_read_only_node_is_answered_but_answers_nothing() -> None:
 
         # BEP 43: it never enters the others' tables ...
         await anyio.sleep(0.3)
-        assert all(ro.node_id not in n.state.routing for n in nodes)
+        assert all(not n.knows(ro.node_id) for n in nodes)
         # ... and answers no query, while a normal node does
         async with await anyio.create_udp_socket(
             family=socket.AF_INET, local_host="127.0.0.71", local_port=0
@@ -307,7 +307,7 @@ async def test_offline_bootstrap_warns_and_keeps_running(
         assert any("DNS failed for router.example" in r.getMessage() for r in warnings())
         assert await node2.ping(node.address) == node.node_id  # both still work
         # contacted by node2, the stranded node pings it back and has a table again
-        await wait_until(lambda: node2.node_id in node.state.routing, 3, "node to learn node2")
+        await wait_until(lambda: node.knows(node2.node_id), 3, "node to learn node2")
         assert NodeInfo(node2.node_id, node2.address) in await node.find_node(node2.node_id)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -361,7 +361,7 @@ async def test_ipv6_nodes_on_loopback() -> None:
             for _ in range(3)
         ]
         await wait_until(
-            lambda: all(len(n.state.routing) == 3 for n in [seed, *others]), 10, "v6 tables"
+            lambda: all(n.stats["nodes"] == 3 for n in [seed, *others]), 10, "v6 tables"
         )
         assert await others[0].announce(INFOHASH, 6881) >= 2
         assert ("::1", 6881) in await others[1].get_peers(INFOHASH)

@@ -53,6 +53,7 @@ from ..core.events import (
     PingDone,
     PutDone,
     SampleDone,
+    is_terminal,
 )
 from ..core.ids import ID_LEN, parse_infohash, random_id
 from ..core.node import NodeConfig, NodeState
@@ -70,12 +71,21 @@ from .items import (
     kv_salt,
     load_or_create_keypair,
 )
+from .operation import Operation, _Waiter
 
 if TYPE_CHECKING:
     from ..core.bep44 import KeyPair
     from ..core.item_store import ItemBackend
 
-__all__ = ["REPUBLISH_INTERVAL", "SAVE_INTERVAL", "DHTNode", "PeerIterator", "format_addr", "run"]
+__all__ = [
+    "REPUBLISH_INTERVAL",
+    "SAVE_INTERVAL",
+    "DHTNode",
+    "Operation",
+    "PeerIterator",
+    "format_addr",
+    "run",
+]
 
 log = logging.getLogger("mldht.node")
 
@@ -91,6 +101,8 @@ _REPUBLISH_CONCURRENCY = 8
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
+StartOp = Callable[[NodeState, float], int]
+"""Starts one core operation: ``(state, now) -> op id``."""
 
 
 def run(
@@ -119,35 +131,6 @@ def format_addr(addr: Addr) -> str:
     """``HOST:PORT``, with IPv6 hosts in brackets (``[::1]:6881``)."""
     host, port = addr
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _Waiter:
-    """The events of one operation, queued for the task that awaits them."""
-
-    __slots__ = ("_wake", "done", "events")
-
-    def __init__(self) -> None:
-        self.events: deque[Event] = deque()
-        self.done = False
-        self._wake = anyio.Event()
-
-    def push(self, event: Event, terminal: bool) -> None:
-        self.events.append(event)
-        self.done = self.done or terminal
-        self._wake.set()
-
-    def close(self) -> None:
-        self.done = True
-        self._wake.set()
-
-    async def next(self) -> Event | None:
-        """The next event; None once the operation ended and every event was read."""
-        while not self.events:
-            if self.done:
-                return None
-            await self._wake.wait()
-            self._wake = anyio.Event()
-        return self.events.popleft()
 
 
 def _to_infohash(value: bytes | str) -> bytes:
@@ -494,7 +477,7 @@ class DHTNode:
                     event.node_id.hex(),
                 )
                 continue
-            terminal = not isinstance(event, PeersFound)
+            terminal = is_terminal(event)
             waiter = self._waiters.pop(event.op, None) if terminal else self._waiters.get(event.op)
             if waiter is not None:
                 waiter.push(event, terminal)
@@ -629,8 +612,8 @@ class DHTNode:
         """BEP 5 self-lookup from ``routers`` and the table; True if any node answered."""
         before = self._state.stats["responses_in"]
 
-        def start(now: float) -> int:
-            op = self._state.bootstrap(routers, now, as_nodes=self._routers_are_nodes)
+        def start(state: NodeState, now: float) -> int:
+            op = state.bootstrap(routers, now, as_nodes=self._routers_are_nodes)
             # From now on every lookup starts at the routers too (core).
             self._contacts.set()
             return op
@@ -677,41 +660,43 @@ class DHTNode:
         if self._closed or self._state_obj is None:
             raise NotRunning("the DHTNode is not running (use it with 'async with')")
 
-    def _begin(self, start: Callable[[float], int]) -> tuple[int, _Waiter]:
+    def _begin(self, start: StartOp) -> tuple[int, _Waiter]:
         """Start an op in the core and register its waiter before any event is read."""
         self._check_open()
-        op = start(_now())
+        op = start(self._state, _now())
         waiter = self._waiters[op] = _Waiter()
         self._after_change()
         return op, waiter
 
-    async def _run(
-        self, start: Callable[[float], int], *, lookup: bool = False, store: bool = False
-    ) -> Event:
-        """Start an op and return its terminal event (bounded; QueryTimeout past it).
+    def operation(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Operation:
+        """A handle on the core operation ``start(state, now)`` starts (it returns the op id)::
 
-        ``lookup``: wait until the join loop gave the routers; ``store`` (a lookup that
-        ends in a put or an announce): until a node answered or the first join round ended.
+            op = node.operation(lambda state, now: state.get_peers(info_hash, now), lookup=True)
+            done = await op.result()        # the terminal event
+            async for event in op: ...      # or every event, the terminal one last
+
+        The operation starts at the first use of the handle and is bounded (past the
+        bound, :class:`QueryTimeout`). ``lookup``: first wait until the join loop gave
+        the routers (lookups start from them); ``store`` (a lookup that ends in a put or
+        an announce): until a node answered or the first join round ended.
         """
-        self._check_open()
-        op: int | None = None
-        with anyio.move_on_after(self._op_bound):
+
+        async def begin() -> tuple[int, _Waiter]:
+            self._check_open()
             if lookup:
-                # Lookups start from the routers: wait until the join loop gave them.
                 await self._contacts.wait()
             if store:
                 await self._joined.wait()
-            op, waiter = self._begin(start)
-            try:
-                while True:
-                    event = await waiter.next()
-                    if event is None:
-                        raise NotRunning("the DHTNode was closed")
-                    if not isinstance(event, PeersFound):
-                        return event
-            finally:
-                self._waiters.pop(op, None)
-        raise QueryTimeout(f"operation did not end within {self._op_bound:.0f} s")
+            return self._begin(start)
+
+        return Operation(begin, self._release, self._op_bound)
+
+    def _release(self, op: int) -> None:
+        self._waiters.pop(op, None)
+
+    async def _run(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Event:
+        """Start an op and return its terminal event (bounded; QueryTimeout past it)."""
+        return await self.operation(start, lookup=lookup, store=store).result()
 
     async def _resolve(self, addr: Addr) -> Addr:
         found = await _bootstrap.resolve(addr, self._family)
@@ -725,7 +710,7 @@ class DHTNode:
         Raises :class:`QueryTimeout` when it does not answer in ``query_timeout``.
         """
         target = await self._resolve(addr)
-        event = await self._run(lambda now: self._state.ping(target, now))
+        event = await self._run(lambda state, now: state.ping(target, now))
         assert isinstance(event, PingDone)
         if event.node_id is None:
             raise QueryTimeout(f"no answer from {format_addr(target)}")
@@ -737,7 +722,7 @@ class DHTNode:
         Raises :class:`QueryTimeout` when it does not answer.
         """
         target = await self._resolve(addr)
-        event = await self._run(lambda now: self._state.add_node(target, now))
+        event = await self._run(lambda state, now: state.add_node(target, now))
         assert isinstance(event, PingDone)
         if event.node_id is None:
             raise QueryTimeout(f"no answer from {format_addr(target)}")
@@ -746,7 +731,7 @@ class DHTNode:
     async def find_node(self, target: bytes) -> list[NodeInfo]:
         """Iterative find_node: the closest nodes to ``target`` that answered."""
         tid = _to_id(target)
-        event = await self._run(lambda now: self._state.find_node(tid, now), lookup=True)
+        event = await self._run(lambda state, now: state.find_node(tid, now), lookup=True)
         assert isinstance(event, LookupDone)
         return list(event.nodes)
 
@@ -773,7 +758,7 @@ class DHTNode:
         if port is not None and not 0 < port < 65536:
             raise InvalidArgument(f"port out of range (1-65535): {port}")
         event = await self._run(
-            lambda now: self._state.announce(ih, port, now), lookup=True, store=True
+            lambda state, now: state.announce(ih, port, now), lookup=True, store=True
         )
         assert isinstance(event, AnnounceDone)
         return event.accepted
@@ -782,7 +767,7 @@ class DHTNode:
         """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""
         tid = _to_id(target)
         dest = await self._resolve(addr)
-        event = await self._run(lambda now: self._state.sample_infohashes(dest, tid, now))
+        event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now))
         assert isinstance(event, SampleDone)
         return event
 
@@ -824,7 +809,7 @@ class DHTNode:
         """
         tid = _to_id(target)
         event = await self._run(
-            lambda now: self._state.get_item(tid, now, salt=salt, mutable=mutable), lookup=True
+            lambda state, now: state.get_item(tid, now, salt=salt, mutable=mutable), lookup=True
         )
         assert isinstance(event, GetDone)
         return event.item
@@ -861,11 +846,11 @@ class DHTNode:
         if seq is not None and not 0 <= seq <= bep44.MAX_SEQ:
             raise InvalidArgument(f"seq must be 0 to 2**63 - 1, got {seq}")
 
-        def start(now: float) -> int:
+        def start(state: NodeState, now: float) -> int:
             try:
                 if keypair is None:
-                    return self._state.put_immutable(v_bencoded, now)
-                return self._state.put_mutable(
+                    return state.put_immutable(v_bencoded, now)
+                return state.put_mutable(
                     v_bencoded, now, keypair=keypair, salt=salt, seq=seq, cas=cas
                 )
             except ValueError as exc:
@@ -1096,11 +1081,8 @@ class PeerIterator(AsyncIterator[Addr]):
     """
 
     def __init__(self, node: DHTNode, info_hash: bytes) -> None:
-        self._node = node
-        self._info_hash = info_hash
-        self._op: int | None = None
-        self._waiter: _Waiter | None = None
-        self._deadline = math.inf
+        ih = _to_infohash(info_hash)
+        self._operation = node.operation(lambda state, now: state.get_peers(ih, now), lookup=True)
         self._buffer: deque[Addr] = deque()
         self._seen: set[Addr] = set()
         self._finished = False
@@ -1109,39 +1091,24 @@ class PeerIterator(AsyncIterator[Addr]):
         return self
 
     async def __anext__(self) -> Addr:
-        node = self._node
         while not self._buffer:
             if self._finished:
                 raise StopAsyncIteration
-            remaining = self._deadline - _now()
-            if self._waiter is None:
-                node._check_open()
-                self._deadline = _now() + node._op_bound
-                remaining = node._op_bound
-                with anyio.move_on_after(remaining):
-                    await node._contacts.wait()
-                self._op, self._waiter = node._begin(self._start)
+            try:
+                event = await self._operation.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
                 continue
-            event: Event | None = None
-            timed_out = True
-            with anyio.move_on_after(max(remaining, 0.0)):
-                event = await self._waiter.next()
-                timed_out = False
-            if timed_out:
-                self._finish()
+            except QueryTimeout:
+                self._finished = True
                 log.debug("get_peers lookup passed the runtime's bound")
-                raise StopAsyncIteration
-            if event is None:  # the node closed under us
-                self._finish()
-                raise NotRunning("the DHTNode was closed")
+                raise StopAsyncIteration from None
+            except BaseException:
+                self._finished = True
+                raise
             if isinstance(event, PeersFound | LookupDone):
                 self._take(event.peers)
-            if not isinstance(event, PeersFound):
-                self._finish()
         return self._buffer.popleft()
-
-    def _start(self, now: float) -> int:
-        return self._node._state.get_peers(self._info_hash, now)
 
     def _take(self, peers: Sequence[Addr]) -> None:
         for peer in peers:
@@ -1149,12 +1116,8 @@ class PeerIterator(AsyncIterator[Addr]):
                 self._seen.add(peer)
                 self._buffer.append(peer)
 
-    def _finish(self) -> None:
-        self._finished = True
-        if self._op is not None:
-            self._node._waiters.pop(self._op, None)
-
     async def aclose(self) -> None:
         """Stop listening (the lookup itself ends on its own in the core)."""
-        self._finish()
+        self._finished = True
         self._buffer.clear()
+        await self._operation.aclose()

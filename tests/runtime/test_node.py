@@ -21,6 +21,7 @@ import sniffio
 from mldht.core import krpc
 from mldht.core.bencode import bencode
 from mldht.core.compact import Addr, NodeInfo
+from mldht.core.events import LookupDone, PeersFound
 from mldht.errors import InvalidArgument, MldhtError, QueryTimeout
 from mldht.runtime import DHTNode, persist, run
 from mldht.testnet import Testnet
@@ -106,6 +107,18 @@ async def test_lookups_in_a_small_network() -> None:
             assert first in peers
             break
         assert await b.get_peers(bytes(20)) == []
+
+        # the operation primitive: stream a core operation's events, or await its end
+        op = d.operation(lambda state, now: state.get_peers(INFOHASH, now), lookup=True)
+        events = [event async for event in op]
+        assert isinstance(events[-1], LookupDone) and op.op == events[-1].op
+        assert all(isinstance(ev, PeersFound) for ev in events[:-1])
+        got = {p for ev in events if isinstance(ev, PeersFound | LookupDone) for p in ev.peers}
+        assert got == set(peers)
+        done = await d.operation(
+            lambda state, now: state.find_node(a.node_id, now), lookup=True
+        ).result()
+        assert isinstance(done, LookupDone) and a.node_id in [n.id for n in done.nodes]
 
         # BEP 44 immutable item through the runtime: put by one node, got by another
         put = await a.put_item(bencode(b"hello from the runtime"))

@@ -10,7 +10,6 @@ read-only mode) is decided before a query gets here (:mod:`mldht.core.admission`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
 from ..errors import KRPCError
 from . import bep44
@@ -42,7 +41,8 @@ __all__ = ["MAX_SALT_SIZE", "MAX_VALUE_SIZE", "QueryHandlers"]
 MAX_VALUE_SIZE = bep44.MAX_VALUE_LEN  # BEP 44: bencoded v
 MAX_SALT_SIZE = bep44.MAX_SALT_LEN
 
-_Handler = Callable[[Query, Addr, float], None]
+_Handler = Callable[..., None]
+"""``handler(query, body, addr, now)``, ``body`` of the type it is registered for."""
 
 
 class QueryHandlers:
@@ -60,7 +60,7 @@ class QueryHandlers:
         self._items = items
         self._tokens = tokens
         self._sample_cache: tuple[float, tuple[bytes, ...]] | None = None
-        self._dispatch: dict[type, _Handler] = {
+        self.dispatch: dict[type, _Handler] = {
             Ping: self._ping,
             FindNode: self._find_node,
             GetPeers: self._get_peers,
@@ -72,7 +72,8 @@ class QueryHandlers:
 
     def handle(self, q: Query, addr: Addr, now: float) -> None:
         """Queue the answer (or KRPC error) to ``q`` from ``addr``."""
-        self._dispatch[type(q.body)](q, addr, now)
+        body = q.body
+        self.dispatch[type(body)](q, body, addr, now)
 
     # ------------------------------------------------------------------ helpers
 
@@ -103,18 +104,16 @@ class QueryHandlers:
 
     # ----------------------------------------------------------------- handlers
 
-    def _ping(self, q: Query, addr: Addr, now: float) -> None:
+    def _ping(self, q: Query, body: Ping, addr: Addr, now: float) -> None:
         self._ctx.reply(q.t, PingResponse(self._ctx.node_id), addr)
 
-    def _find_node(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(FindNode, q.body)
+    def _find_node(self, q: Query, body: FindNode, addr: Addr, now: float) -> None:
         ctx = self._ctx
         ctx.reply(
             q.t, FindNodeResponse(ctx.node_id, *self._closest_nodes(body.target, body.want)), addr
         )
 
-    def _sample_infohashes(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(SampleInfohashes, q.body)
+    def _sample_infohashes(self, q: Query, body: SampleInfohashes, addr: Addr, now: float) -> None:
         ctx = self._ctx
         ctx.reply(
             q.t,
@@ -128,8 +127,7 @@ class QueryHandlers:
             addr,
         )
 
-    def _get_peers(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(GetPeers, q.body)
+    def _get_peers(self, q: Query, body: GetPeers, addr: Addr, now: float) -> None:
         ctx = self._ctx
         ih = body.info_hash
         store = self._peers
@@ -157,8 +155,7 @@ class QueryHandlers:
             addr,
         )
 
-    def _announce(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(AnnouncePeer, q.body)
+    def _announce(self, q: Query, body: AnnouncePeer, addr: Addr, now: float) -> None:
         ctx = self._ctx
         if not self._tokens.verify(body.token, addr[0], body.info_hash, now):
             ctx.reply_error(q.t, KRPCError.PROTOCOL, "invalid token", addr)
@@ -168,8 +165,7 @@ class QueryHandlers:
         self._peers.announce(body.info_hash, (addr[0], port), now, seed=bool(body.seed))
         ctx.reply(q.t, AnnounceResponse(ctx.node_id), addr)
 
-    def _get(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(Get, q.body)
+    def _get(self, q: Query, body: Get, addr: Addr, now: float) -> None:
         ctx = self._ctx
         nid = ctx.node_id
         n4, n6 = self._closest_nodes(body.target, body.want)
@@ -195,8 +191,7 @@ class QueryHandlers:
             )
         ctx.reply(q.t, r, addr)
 
-    def _put(self, q: Query, addr: Addr, now: float) -> None:
-        body = cast(Put, q.body)
+    def _put(self, q: Query, body: Put, addr: Addr, now: float) -> None:
         ctx = self._ctx
         # Check order: libtorrent's (libtorrent's put handler, measured).
         if len(body.v) > MAX_VALUE_SIZE:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DecodeError, InvalidArgument
 from . import bep42, bep44
 from .admission import RateLimiter
-from .bencode import bdecode
 from .compact import Addr, NodeInfo
 from .config import NodeConfig
 from .context import Context
@@ -46,7 +45,7 @@ from .maintenance import Bootstrapper, Maintenance
 from .operations import Call, FindNodeOp, GetOp, GetPeersOp, LookupOp, PingOp, SampleOp
 from .peer_store import PeerStore
 from .routing import RoutingTable
-from .store_ops import AnnounceOp, ImmutablePutOp, MutablePutOp
+from .store_ops import AnnounceOp, ImmutablePutOp, MutablePutOp, check_value
 from .tokens import TokenManager
 from .transactions import Pending
 
@@ -104,6 +103,7 @@ class NodeState:
         self.external_ip: str | None = None
         self._limiter = RateLimiter(config.rate_limit)
         self._handlers = QueryHandlers(ctx, self.peer_store, self.items, self.tokens)
+        self._answer = self._handlers.dispatch
         self._bootstrapper = Bootstrapper(ctx)
         self._maintenance = Maintenance(ctx, self._bootstrapper, self.peer_store, self.items, now)
         self._read_only_peers: dict[Addr, None] = {}
@@ -192,7 +192,8 @@ class NodeState:
         if not self._limiter.allow(addr[0], now):
             self.stats["rate_limited"] += 1
             return
-        sid = q.body.id
+        body = q.body
+        sid = body.id
         if q.read_only:
             ro = self._read_only_peers
             ro[addr] = None
@@ -200,7 +201,7 @@ class NodeState:
                 del ro[next(iter(ro))]
         elif sid != self._ctx.node_id and self._ctx.routing.node_queried(NodeInfo(sid, addr), now):
             self._maybe_ping(addr, now)
-        self._handlers.handle(q, addr, now)
+        self._answer[type(body)](q, body, addr, now)  # QueryHandlers.handle, inlined
 
     def _maybe_ping(self, addr: Addr, now: float) -> None:
         """Ping a querier the table would take; it enters when it answers."""
@@ -341,7 +342,7 @@ class NodeState:
         return GetOp(self._ctx, target, salt=salt, mutable=mutable).start(now)
 
     def put_immutable(self, v_bencoded: bytes, now: float) -> int:
-        _check_value(v_bencoded)
+        check_value(v_bencoded)
         return ImmutablePutOp(self._ctx, v_bencoded).start(now)
 
     def put_mutable(
@@ -355,7 +356,7 @@ class NodeState:
         cas: int | None = None,
     ) -> int:
         """get lookup for the current seq and tokens, then put. ``seq=None``: newest + 1."""
-        _check_value(v_bencoded)
+        check_value(v_bencoded)
         if len(salt) > MAX_SALT_SIZE:
             raise InvalidArgument("salt longer than 64 bytes")
         op = MutablePutOp(self._ctx, v_bencoded, keypair, salt=salt, seq=seq, cas=cas)
@@ -393,12 +394,3 @@ class NodeState:
             "lookups_running": sum(isinstance(op, LookupOp) for op in ctx.running.values()),
             "stats": dict(self.stats, spoofed=ctx.tx.spoofed),
         }
-
-
-def _check_value(v_bencoded: bytes) -> None:
-    if not 0 < len(v_bencoded) <= MAX_VALUE_SIZE:
-        raise InvalidArgument(f"bencoded value must be 1-{MAX_VALUE_SIZE} bytes")
-    try:
-        bdecode(v_bencoded)
-    except DecodeError:
-        raise InvalidArgument("value is not canonical bencode") from None

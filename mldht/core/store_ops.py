@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..errors import DecodeError, InvalidArgument
 from . import bep44
+from .bencode import bdecode
 from .compact import NodeInfo
 from .context import Context
 from .events import AnnounceDone, Event, PutDone
@@ -18,7 +20,14 @@ from .krpc import AnnouncePeer, Put, QueryBody, ResponseBody
 from .lookup import Responded
 from .operations import Call, GetOp, GetPeersOp, LookupOp
 
-__all__ = ["AnnounceOp", "ImmutablePutOp", "MutablePutOp", "PutOp", "StoringLookup"]
+__all__ = [
+    "AnnounceOp",
+    "ImmutablePutOp",
+    "MutablePutOp",
+    "PutOp",
+    "StoringLookup",
+    "check_value",
+]
 
 
 class StoringLookup(LookupOp):
@@ -206,3 +215,14 @@ class MutablePutOp(PutOp):
         s = self._signed
         assert s is not None, "prepare_store() runs first"
         return Put(self.ctx.node_id, token, self.v, s.k, s.seq, s.sig, self.salt, self.cas)
+
+
+def check_value(v_bencoded: bytes) -> None:
+    """Raise InvalidArgument unless ``v_bencoded`` is a canonical bencoded value of
+    1 to 1000 bytes (BEP 44), before a put is started."""
+    if not 0 < len(v_bencoded) <= bep44.MAX_VALUE_LEN:
+        raise InvalidArgument(f"bencoded value must be 1-{bep44.MAX_VALUE_LEN} bytes")
+    try:
+        bdecode(v_bencoded)
+    except DecodeError:
+        raise InvalidArgument("value is not canonical bencode") from None

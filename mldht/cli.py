@@ -53,8 +53,9 @@ from .core.bencode import BValue
 from .core.bep44 import MAX_SEQ, KeyPair, mutable_target, parse_btpk_magnet
 from .core.events import PutDone
 from .core.ids import parse_infohash
-from .errors import InvalidArgument, KRPCError, MldhtError, QueryTimeout
+from .errors import InvalidArgument, KRPCError, MldhtError, NotStored, QueryTimeout
 from .runtime import persist
+from .runtime.item_api import check_stored
 from .runtime.items import (
     IDENTITY_FILE,
     as_public_key,
@@ -249,16 +250,16 @@ def _unheard(node: DHTNode) -> str:
 def _put_failed(args: argparse.Namespace, done: PutDone) -> int | None:
     """Exit status 1 with the reason when no node stored the item, else None.
 
-    When nodes refused it, the KRPC code most of them gave goes with the failure.
+    The library's check (:func:`mldht.runtime.item_api.check_stored`) says why; when
+    nodes refused the item, the KRPC code most of them gave goes with the failure.
     """
-    if done.accepted > 0:
-        return None
-    if done.errors:
-        reasons = "; ".join(sorted({f"{code} {message}" for code, message in done.errors}))
-        codes = [code for code, _ in done.errors]
-        code = max(sorted(set(codes)), key=codes.count)
-        return _fail(args, f"every node refused the item: {reasons}", code=code)
-    return _fail(args, "no DHT node stored the item (check --bootstrap and the network)")
+    try:
+        check_stored(done, "item")
+    except KRPCError as exc:
+        return _fail(args, str(exc), code=exc.code)
+    except NotStored as exc:
+        return _fail(args, f"{exc}; check --bootstrap and the network")
+    return None
 
 
 # ----------------------------------------------------------------------- commands

@@ -24,12 +24,15 @@ from typing import Any, Final
 
 from ..core.bencode import BValue, bdecode, bencode
 from ..core.bep44 import MAX_SALT_LEN, MAX_VALUE_LEN, PUBLIC_KEY_LEN, KeyPair
+from ..core.ids import ID_LEN, parse_infohash
 from ..errors import InvalidArgument
 from .keys import load_keypair, save_keypair
 
 __all__ = [
     "IDENTITY_FILE",
     "Publication",
+    "as_id",
+    "as_infohash",
     "as_public_key",
     "as_salt",
     "as_target",
@@ -145,6 +148,22 @@ def as_target(target: bytes | str) -> bytes:
     if len(target) != 20:
         raise InvalidArgument(f"a target is 20 bytes, got {len(target)}")
     return bytes(target)
+
+
+def as_infohash(value: bytes | str) -> bytes:
+    """A 20-byte info-hash: bytes, or text (40 hex digits, 32 base32 or a magnet URI)."""
+    if isinstance(value, str):
+        return parse_infohash(value)
+    if len(value) != ID_LEN:
+        raise InvalidArgument(f"an info-hash is {ID_LEN} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def as_id(value: bytes, what: str = "target") -> bytes:
+    """A 20-byte id or target given as bytes."""
+    if len(value) != ID_LEN:
+        raise InvalidArgument(f"{what} must be {ID_LEN} bytes, got {len(value)}")
+    return bytes(value)
 
 
 def load_or_create_keypair(path: str | os.PathLike[str]) -> tuple[KeyPair, bool]:

@@ -13,8 +13,10 @@ The runtime is a short loop around the pure core (the aioquic shape; README, Des
 Every awaitable API call is bounded: the core ends each operation with one terminal
 event within its lookup timeout, and the runtime adds its own bound on top.
 
-BEP 44 items and the key/value API built on them (BEP 46 too) are methods of
-:class:`DHTNode`; the value and key conventions are in :mod:`mldht.runtime.items`. One
+Every operation goes through one primitive, :meth:`DHTNode.operation`
+(:mod:`mldht.runtime.operation`). BEP 44 items and the key/value API built on them (BEP 46
+too) are methods of :class:`DHTNode` from the mixin :class:`~mldht.runtime.item_api.ItemAPI`,
+over that primitive; the value and key conventions are in :mod:`mldht.runtime.items`. One
 more task republishes the items this node put (BEP 44 asks publishers to, about hourly).
 """
 
@@ -39,39 +41,26 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
 
-from ..core import bep44
-from ..core.bencode import BValue
 from ..core.compact import Addr, NodeInfo
 from ..core.events import (
     AnnounceDone,
     Event,
     ExternalAddressChanged,
-    GetDone,
     Item,
     LookupDone,
     PeersFound,
     PingDone,
-    PutDone,
     SampleDone,
     is_terminal,
 )
-from ..core.ids import ID_LEN, parse_infohash, random_id
+from ..core.ids import random_id
 from ..core.node import NodeConfig, NodeState
-from ..errors import InvalidArgument, KRPCError, MldhtError, NotRunning, NotStored, QueryTimeout
+from ..errors import InvalidArgument, MldhtError, NotRunning, QueryTimeout
 from . import bootstrap as _bootstrap
 from . import persist
-from .items import (
-    IDENTITY_FILE,
-    Publication,
-    as_public_key,
-    as_salt,
-    as_target,
-    decode_value,
-    encode_value,
-    kv_salt,
-    load_or_create_keypair,
-)
-from .operation import Operation, _Waiter
+from .item_api import REPUBLISH_INTERVAL, ItemAPI
+from .items import as_id, as_infohash, as_target
+from .operation import Operation, StartOp, _Waiter
 
 if TYPE_CHECKING:
     from ..core.bep44 import KeyPair
@@ -92,17 +81,8 @@ log = logging.getLogger("mldht.node")
 SAVE_INTERVAL = 300.0
 """Seconds between saves of the state directory while the node runs."""
 
-REPUBLISH_INTERVAL = 3600.0
-"""Seconds between re-puts of the items this node put (BEP 44: about hourly; items not
-re-put expire after 2 hours)."""
-
-_REPUBLISH_CONCURRENCY = 8
-"""Republish lookups running at once."""
-
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
-StartOp = Callable[[NodeState, float], int]
-"""Starts one core operation: ``(state, now) -> op id``."""
 
 
 def run(
@@ -133,20 +113,6 @@ def format_addr(addr: Addr) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _to_infohash(value: bytes | str) -> bytes:
-    if isinstance(value, str):
-        return parse_infohash(value)
-    if len(value) != ID_LEN:
-        raise InvalidArgument(f"an info-hash is {ID_LEN} bytes, got {len(value)}")
-    return bytes(value)
-
-
-def _to_id(value: bytes, what: str = "target") -> bytes:
-    if len(value) != ID_LEN:
-        raise InvalidArgument(f"{what} must be {ID_LEN} bytes, got {len(value)}")
-    return bytes(value)
-
-
 RECEIVE_BATCH = 64
 """Datagrams handled per wake-up of the receive loop before it yields."""
 RECEIVE_BUFFER = 65536
@@ -161,7 +127,7 @@ def _now() -> float:
     return time.time()
 
 
-class DHTNode:
+class DHTNode(ItemAPI):
     """A mainline DHT node on one UDP socket; use it as an async context manager::
 
         async with DHTNode(bind=("0.0.0.0", 6881), state_dir="~/.mldht") as node:
@@ -204,8 +170,7 @@ class DHTNode:
         retry_join: bool = True,
         **tunables: Any,
     ) -> None:
-        if not republish_interval > 0:
-            raise InvalidArgument(f"republish_interval must be positive: {republish_interval!r}")
+        self._init_items(keypair, republish_interval)
         host, port = bind
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise InvalidArgument(f"bind port out of range: {port!r}")
@@ -232,11 +197,7 @@ class DHTNode:
         self._closed = False
         self._item_backend: ItemBackend | None = None
         self._saved_nodes: tuple[NodeInfo, ...] = ()
-        self._keypair = keypair
-        self._republish_interval = float(republish_interval)
         self._retry_join = retry_join
-        self._published: dict[bytes, Publication] = {}
-        self._republish_wake: anyio.Event | None = None
         self.receive_errors = 0
         """Datagrams whose handling raised (logged at debug and dropped)."""
         self.send_errors = 0
@@ -423,7 +384,7 @@ class DHTNode:
 
     def stored_peers(self, info_hash: bytes | str) -> list[Addr]:
         """The peers of ``info_hash`` that other nodes announced to this node (no lookup)."""
-        ih = _to_infohash(info_hash)
+        ih = as_infohash(info_hash)
         store = self._state.peer_store
         family = 6 if self.config.ipv6 else 4
         return store.get_peers(
@@ -432,7 +393,10 @@ class DHTNode:
 
     def stored_item(self, target: bytes | str) -> Item | None:
         """The BEP 44 item this node's own store holds for ``target`` (no lookup)."""
-        return self._local_item(as_target(target))
+        stored = self._state.items.get(as_target(target), _now())
+        if stored is None:
+            return None
+        return Item(stored.target, stored.v_bencoded, stored.k, stored.salt, stored.seq, stored.sig)
 
     def routing_nodes(self) -> list[NodeInfo]:
         """The live nodes of the routing table (replacement caches not included)."""
@@ -444,7 +408,7 @@ class DHTNode:
 
     def closest_nodes(self, target: bytes, count: int = 8) -> list[NodeInfo]:
         """The ``count`` nodes of our own table closest to ``target`` (no lookup)."""
-        return self._state.routing.closest(_to_id(target), count)
+        return self._state.routing.closest(as_id(target), count)
 
     def routing_table_snapshot(self) -> dict[str, Any]:
         """The routing table as a JSON-able dict (buckets, nodes, replacements)."""
@@ -730,7 +694,7 @@ class DHTNode:
 
     async def find_node(self, target: bytes) -> list[NodeInfo]:
         """Iterative find_node: the closest nodes to ``target`` that answered."""
-        tid = _to_id(target)
+        tid = as_id(target)
         event = await self._run(lambda state, now: state.find_node(tid, now), lookup=True)
         assert isinstance(event, LookupDone)
         return list(event.nodes)
@@ -747,14 +711,14 @@ class DHTNode:
 
         async for ip, port in node.iter_peers(info_hash): ...
         """
-        return PeerIterator(self, _to_infohash(info_hash))
+        return PeerIterator(self, as_infohash(info_hash))
 
     async def announce(self, info_hash: bytes | str, port: int | None = None) -> int:
         """Announce that we are a peer of ``info_hash``; returns how many nodes accepted.
 
         ``port=None`` sends ``implied_port=1``: the receivers use our UDP source port.
         """
-        ih = _to_infohash(info_hash)
+        ih = as_infohash(info_hash)
         if port is not None and not 0 < port < 65536:
             raise InvalidArgument(f"port out of range (1-65535): {port}")
         event = await self._run(
@@ -765,312 +729,11 @@ class DHTNode:
 
     async def sample_infohashes(self, addr: Addr, target: bytes) -> SampleDone:
         """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""
-        tid = _to_id(target)
+        tid = as_id(target)
         dest = await self._resolve(addr)
         event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now))
         assert isinstance(event, SampleDone)
         return event
-
-    # ------------------------------------------------------------ BEP 44 items
-
-    @property
-    def keypair(self) -> KeyPair:
-        """The node's own key pair, which the key/value API signs with.
-
-        Given to the constructor, or kept in ``<state_dir>/identity.key`` (created with
-        mode 0600 on first use); without a state directory, a new key pair for this run
-        only (its items cannot be updated by a later run).
-        """
-        if self._keypair is None:
-            if self._state_dir is None:
-                self._keypair = bep44.KeyPair.generate()
-            else:
-                path = self._state_dir / IDENTITY_FILE
-                self._keypair, created = load_or_create_keypair(path)
-                if created:
-                    log.info("created the node's key pair in %s", path)
-        return self._keypair
-
-    def _local_item(self, target: bytes) -> Item | None:
-        """The item our own store holds for ``target`` (we may be one of its storing nodes)."""
-        stored = self._state.items.get(target, _now())
-        if stored is None:
-            return None
-        return Item(stored.target, stored.v_bencoded, stored.k, stored.salt, stored.seq, stored.sig)
-
-    async def get_item(
-        self, target: bytes, *, salt: bytes = b"", mutable: bool | None = None
-    ) -> Item | None:
-        """BEP 44 get lookup: the valid item with ``target`` (highest seq), or None.
-
-        Low level: the network's answer only, ``v`` still bencoded. Immutable items are
-        checked against their hash and mutable ones against key, salt and signature;
-        replies that fail are discarded.
-        """
-        tid = _to_id(target)
-        event = await self._run(
-            lambda state, now: state.get_item(tid, now, salt=salt, mutable=mutable), lookup=True
-        )
-        assert isinstance(event, GetDone)
-        return event.item
-
-    async def put_item(
-        self,
-        v_bencoded: bytes,
-        *,
-        keypair: KeyPair | None = None,
-        salt: bytes = b"",
-        seq: int | None = None,
-        cas: int | None = None,
-    ) -> PutDone:
-        """BEP 44 put of an item given bencoded: mutable if ``keypair`` is given.
-
-        Low level: returns the core's result (``accepted`` nodes, ``seq`` used, error
-        replies) without raising when nobody stored it. ``seq=None``: one more than the
-        newest seq found. An item at least one node accepted is republished every
-        ``republish_interval`` while the node runs (mutable ones with the same seq).
-        """
-        done = await self._put(v_bencoded, keypair, salt, seq, cas)
-        if done.accepted > 0:
-            self._remember_publication(done, v_bencoded, keypair, salt)
-        return done
-
-    async def _put(
-        self,
-        v_bencoded: bytes,
-        keypair: KeyPair | None,
-        salt: bytes,
-        seq: int | None,
-        cas: int | None,
-    ) -> PutDone:
-        if seq is not None and not 0 <= seq <= bep44.MAX_SEQ:
-            raise InvalidArgument(f"seq must be 0 to 2**63 - 1, got {seq}")
-
-        def start(state: NodeState, now: float) -> int:
-            try:
-                if keypair is None:
-                    return state.put_immutable(v_bencoded, now)
-                return state.put_mutable(
-                    v_bencoded, now, keypair=keypair, salt=salt, seq=seq, cas=cas
-                )
-            except ValueError as exc:
-                raise InvalidArgument(str(exc)) from None
-
-        event = await self._run(start, lookup=True, store=True)
-        assert isinstance(event, PutDone)
-        return event
-
-    @staticmethod
-    def _check_stored(done: PutDone, what: str) -> None:
-        """Raise unless some node accepted the put: a put stored nowhere is a failure."""
-        if done.accepted > 0:
-            return
-        if done.errors:
-            codes = [code for code, _ in done.errors]
-            # The code most nodes answered says best why (e.g. 302: a newer seq exists).
-            code = max(set(codes), key=codes.count)
-            message = next(msg for c, msg in done.errors if c == code)
-            raise KRPCError(code, f"every node refused the {what}: {message}")
-        raise NotStored(f"no DHT node stored the {what} (none found, or none answered)")
-
-    async def put_immutable(self, value: object) -> bytes:
-        """Store ``value`` as an immutable item (BEP 44); returns its 20-byte target.
-
-        ``value``: ``str`` (stored as UTF-8 bytes), ``bytes``, ``int``, ``list`` or
-        ``dict``, at most 1000 bytes bencoded (:func:`~mldht.runtime.items.encode_value`).
-        The target is the SHA-1 of the bencoded value. Raises :class:`KRPCError` if every
-        node refused it, :class:`MldhtError` if none answered.
-        """
-        done = await self.put_item(encode_value(value))
-        self._check_stored(done, "immutable item")
-        return done.target
-
-    async def get_immutable(self, target: bytes | str) -> BValue | None:
-        """The immutable item with ``target`` (20 bytes or 40 hex), or None if not found.
-
-        Values whose hash is not ``target`` are discarded. Strings come back as ``bytes``
-        (bencode has no text type), ints as ``int``, lists and dicts (``bytes`` keys) as
-        themselves. Our own store is looked at first.
-        """
-        tid = as_target(target)
-        item = self._local_item(tid)
-        if item is None or item.k is not None:
-            item = await self.get_item(tid, mutable=False)
-        return None if item is None else decode_value(item.v)
-
-    async def put_mutable(
-        self,
-        value: object,
-        *,
-        keypair: KeyPair,
-        salt: bytes | str = b"",
-        seq: int | None = None,
-        cas: int | None = None,
-    ) -> int:
-        """Store ``value`` as a mutable item signed by ``keypair``; returns the seq used.
-
-        The target is SHA-1(public key ‖ salt); ``salt`` (``str`` as UTF-8) is at most
-        64 bytes. ``seq=None``: one more than the newest seq found on the network (1 if
-        none). ``cas``: BEP 44 compare-and-swap, refused (301) unless the stored seq is
-        ``cas``. Raises :class:`KRPCError` (301, 302, ...) if every node refused it.
-        """
-        salt_b = as_salt(salt)
-        done = await self.put_item(
-            encode_value(value), keypair=keypair, salt=salt_b, seq=seq, cas=cas
-        )
-        self._check_stored(done, "mutable item")
-        assert done.seq is not None
-        return done.seq
-
-    async def get_mutable(
-        self, public_key: bytes | str, *, salt: bytes | str = b""
-    ) -> tuple[BValue, int] | None:
-        """``(value, seq)`` of the mutable item of ``public_key`` and ``salt``, or None.
-
-        ``public_key``: 32 bytes or 64 hex digits. The item with the highest valid seq
-        among the closest nodes (and our own store); replies whose key, salt or
-        signature do not check out are discarded. Values come back as for
-        :meth:`get_immutable` (strings as ``bytes``).
-        """
-        key = as_public_key(public_key)
-        salt_b = as_salt(salt)
-        target = bep44.mutable_target(key, salt_b)
-        found = await self.get_item(target, salt=salt_b, mutable=True)
-        local = self._local_item(target)
-        if (
-            local is not None
-            and local.seq is not None
-            and (found is None or (found.seq or 0) < local.seq)
-        ):
-            found = local
-        if found is None or found.seq is None:
-            return None
-        return decode_value(found.v), found.seq
-
-    # ------------------------------------------------------------- key / value
-
-    async def set(self, key: str | bytes, value: object) -> int:
-        """Store ``value`` under ``key`` in the node's own namespace; returns the new seq.
-
-        A mutable item signed by :attr:`keypair`, with the salt
-        :func:`~mldht.runtime.items.kv_salt` derives from ``key`` (its bytes, or their
-        SHA-1 when longer than 64 bytes). Each ``set`` writes the next seq. Values as for
-        :meth:`put_immutable`; :meth:`get` returns strings as ``bytes``.
-        """
-        return await self.put_mutable(value, keypair=self.keypair, salt=kv_salt(key))
-
-    async def get(self, key: str | bytes, owner: bytes | str | None = None) -> BValue | None:
-        """The value stored under ``key`` by ``owner`` (a public key), or None.
-
-        ``owner=None``: our own :attr:`keypair`. Byte strings, and so values stored as
-        ``str``, come back as ``bytes``; ints, lists and dicts (``bytes`` keys) as such.
-        """
-        public_key = self.keypair.public_key if owner is None else as_public_key(owner)
-        found = await self.get_mutable(public_key, salt=kv_salt(key))
-        return None if found is None else found[0]
-
-    # ------------------------------------------------------------------ BEP 46
-
-    async def publish_torrent(
-        self, infohash: bytes | str, keypair: KeyPair, salt: bytes | str = b""
-    ) -> int:
-        """BEP 46: point the mutable item of ``keypair`` and ``salt`` at ``infohash``.
-
-        Puts ``{"ih": infohash}`` with the next seq, which it returns. Consumers follow
-        it with :meth:`resolve_torrent` or a ``magnet:?xs=urn:btpk:`` link
-        (:func:`mldht.core.bep44.btpk_magnet`).
-        """
-        value = bep44.torrent_item_value(_to_infohash(infohash))
-        return await self.put_mutable(value, keypair=keypair, salt=salt)
-
-    async def resolve_torrent(
-        self, public_key: bytes | str, salt: bytes | str = b""
-    ) -> bytes | None:
-        """BEP 46: the info-hash the item of ``public_key`` and ``salt`` points at.
-
-        None if no item is found; :class:`DecodeError` if the item is not a torrent
-        pointer (no 20-byte ``ih``).
-        """
-        found = await self.get_mutable(public_key, salt=salt)
-        if found is None:
-            return None
-        return bep44.infohash_from_torrent_item(found[0])
-
-    # --------------------------------------------------------------- republish
-
-    @property
-    def republishing(self) -> frozenset[bytes]:
-        """Targets of the items this node re-puts every ``republish_interval``."""
-        return frozenset(self._published)
-
-    def stop_republishing(self, target: bytes) -> bool:
-        """Stop re-putting the item with ``target``; False if it was not republished."""
-        return self._published.pop(bytes(target), None) is not None
-
-    def _remember_publication(
-        self, done: PutDone, v_bencoded: bytes, keypair: KeyPair | None, salt: bytes
-    ) -> None:
-        pub = Publication(
-            done.target,
-            v_bencoded,
-            keypair,
-            salt,
-            done.seq if keypair is not None else None,
-            anyio.current_time() + self._republish_interval,
-        )
-        self._published[done.target] = pub
-        if self._republish_wake is not None:
-            self._republish_wake.set()
-
-    async def _republish_loop(self) -> None:
-        limiter = anyio.CapacityLimiter(_REPUBLISH_CONCURRENCY)
-        while True:
-            now = anyio.current_time()
-            due = [p for p in self._published.values() if p.due <= now]
-            if due:
-                async with anyio.create_task_group() as tg:
-                    for pub in due:
-                        pub.due = now + self._republish_interval
-                        tg.start_soon(self._republish, pub, limiter)
-                continue
-            next_due = min((p.due for p in self._published.values()), default=math.inf)
-            self._republish_wake = anyio.Event()
-            with anyio.move_on_after(next_due - now):
-                await self._republish_wake.wait()
-
-    async def _republish(self, pub: Publication, limiter: anyio.CapacityLimiter) -> None:
-        async with limiter:
-            if self._published.get(pub.target) is not pub:
-                return  # replaced by a newer put, or stopped, meanwhile
-            try:
-                done = await self._put(pub.v_bencoded, pub.keypair, pub.salt, pub.seq, None)
-                log.debug("republished %s: %d nodes", pub.target.hex(), done.accepted)
-                if pub.keypair is None or not any(c in (301, 302) for c, _ in done.errors):
-                    return
-                # Refused as old: someone holding the key may have put a newer seq. Stop
-                # then (re-putting the old one helps nobody); an equal seq, which some
-                # nodes refuse too, keeps being refreshed.
-                newest = await self.get_item(pub.target, salt=pub.salt, mutable=True)
-            except MldhtError as exc:
-                log.debug("republishing %s failed: %s", pub.target.hex(), exc)
-                return
-            except Exception:  # never let one item take the node's task group down
-                log.warning("republishing %s failed", pub.target.hex(), exc_info=True)
-                return
-            if (
-                newest is not None
-                and newest.seq is not None
-                and pub.seq is not None
-                and newest.seq > pub.seq
-                and self._published.get(pub.target) is pub
-            ):
-                del self._published[pub.target]
-                log.info(
-                    "stopped republishing %s: seq %d superseded by %d",
-                    pub.target.hex(),
-                    pub.seq,
-                    newest.seq,
-                )
 
 
 class PeerIterator(AsyncIterator[Addr]):
@@ -1081,7 +744,7 @@ class PeerIterator(AsyncIterator[Addr]):
     """
 
     def __init__(self, node: DHTNode, info_hash: bytes) -> None:
-        ih = _to_infohash(info_hash)
+        ih = as_infohash(info_hash)
         self._operation = node.operation(lambda state, now: state.get_peers(ih, now), lookup=True)
         self._buffer: deque[Addr] = deque()
         self._seen: set[Addr] = set()

@@ -15,9 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 
 from ..core.events import Event, TerminalEvent, is_terminal
+from ..core.node import NodeState
 from ..errors import NotRunning, QueryTimeout
 
-__all__ = ["Operation"]
+__all__ = ["Operation", "StartOp"]
+
+StartOp = Callable[[NodeState, float], int]
+"""Starts one core operation: ``(state, now) -> op id``."""
 
 
 class _Waiter:

@@ -163,18 +163,18 @@ class NodeState:
         does no I/O of its own; the application's logging config decides where it goes).
         """
         try:
-            msg = decode_message(data)
-        except MalformedMessage as exc:
-            self.stats["dropped"] += 1
-            if (
-                exc.is_query
-                and exc.t is not None
-                and not self.config.read_only
-                and self._limiter.allow(addr[0], now)
-            ):
-                self._ctx.reply_error(exc.t, exc.code, exc.reason, addr)
-            return
-        try:
+            try:
+                msg = decode_message(data)
+            except MalformedMessage as exc:
+                self.stats["dropped"] += 1
+                if (
+                    exc.is_query
+                    and exc.t is not None
+                    and not self.config.read_only
+                    and self._limiter.allow(addr[0], now)
+                ):
+                    self._ctx.reply_error(exc.t, exc.code, exc.reason, addr)
+                return
             if isinstance(msg, Query):
                 self._on_query(msg, addr, now)
             elif isinstance(msg, Response):

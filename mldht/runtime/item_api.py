@@ -20,6 +20,7 @@ from ..core import bep44
 from ..core.bencode import BValue
 from ..core.events import Event, GetDone, Item, PutDone
 from ..errors import InvalidArgument, KRPCError, MldhtError, NotStored
+from . import persist
 from .items import (
     IDENTITY_FILE,
     Publication,
@@ -299,12 +300,21 @@ class ItemAPI:
 
     @property
     def republishing(self) -> frozenset[bytes]:
-        """Targets of the items this node re-puts every ``republish_interval``."""
+        """Targets of the items this node re-puts every ``republish_interval``.
+
+        With a state directory the list survives a restart (``republish.json``): every
+        immutable item, and the mutable ones signed by the node's own :attr:`keypair`
+        (their secret key is not saved there; items signed with other key pairs, whose
+        secret the node must not write to disk, are republished by this run only).
+        """
         return frozenset(self._published)
 
     def stop_republishing(self, target: bytes) -> bool:
         """Stop re-putting the item with ``target``; False if it was not republished."""
-        return self._published.pop(bytes(target), None) is not None
+        if self._published.pop(bytes(target), None) is None:
+            return False
+        self._save_publications()
+        return True
 
     def _remember_publication(
         self, done: PutDone, v_bencoded: bytes, keypair: KeyPair | None, salt: bytes
@@ -318,8 +328,64 @@ class ItemAPI:
             anyio.current_time() + self._republish_interval,
         )
         self._published[done.target] = pub
+        self._save_publications()
         if self._republish_wake is not None:
             self._republish_wake.set()
+
+    def _own_keypair(self) -> KeyPair | None:
+        """The node's own key pair if it has one already (never creates identity.key)."""
+        state_dir = self._state_dir
+        if self._keypair is None and state_dir is not None and (state_dir / IDENTITY_FILE).exists():
+            return self.keypair
+        return self._keypair
+
+    def _save_publications(self) -> None:
+        """Save the republish list in the state directory (if any).
+
+        Immutable items are saved whole; mutable ones only when signed by the node's own
+        key pair (:attr:`keypair`), and then by its public key alone: no secret key is
+        ever written there, so items signed with other key pairs are republished by this
+        run only.
+        """
+        if self._state_dir is None:
+            return
+        own = self._own_keypair()
+        saved = [
+            persist.SavedPublication(
+                p.target,
+                p.v_bencoded,
+                p.salt,
+                p.seq,
+                None if p.keypair is None else p.keypair.public_key,
+            )
+            for p in self._published.values()
+            if p.keypair is None or (own is not None and p.keypair.public_key == own.public_key)
+        ]
+        try:
+            persist.save_publications(self._state_dir, saved)
+        except OSError as exc:
+            log.warning("could not save the republish list in %s: %s", self._state_dir, exc)
+
+    def _load_publications(self) -> None:
+        """Take up the republish list a previous run saved; each item is re-put soon."""
+        if self._state_dir is None:
+            return
+        now = anyio.current_time()
+        for saved in persist.load_publications(self._state_dir):
+            keypair = None
+            if saved.public_key is not None:
+                keypair = self._own_keypair()
+                if keypair is None or keypair.public_key != saved.public_key:
+                    log.info(
+                        "not republishing %s: signed by a key pair this node does not hold",
+                        saved.target.hex(),
+                    )
+                    continue
+            self._published[saved.target] = Publication(
+                saved.target, saved.v_bencoded, keypair, saved.salt, saved.seq, now
+            )
+        if self._published:
+            log.info("republishing %d saved items", len(self._published))
 
     async def _republish_loop(self) -> None:
         limiter = anyio.CapacityLimiter(_REPUBLISH_CONCURRENCY)
@@ -364,6 +430,7 @@ class ItemAPI:
                 and self._published.get(pub.target) is pub
             ):
                 del self._published[pub.target]
+                self._save_publications()
                 log.info(
                     "stopped republishing %s: seq %d superseded by %d",
                     pub.target.hex(),

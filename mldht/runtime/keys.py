@@ -12,40 +12,16 @@ from pathlib import Path
 
 from ..core.bep44 import SEED_LEN, KeyPair
 from ..errors import InvalidArgument
+from .persist import atomic_write
 
 __all__ = ["load_keypair", "save_keypair"]
 
 
 def save_keypair(keypair: KeyPair, path: str | os.PathLike[str]) -> None:
-    """Write ``keypair``'s seed to ``path`` with mode 0600, atomically.
-
-    The seed goes to a temporary file in the same directory, created 0600 from the start
-    (never world-readable, even briefly), is flushed to disk, then renamed over ``path``:
-    a crash leaves either the old file or the new one, never a torn one.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, keypair.seed.hex().encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not every platform can open a directory
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Write ``keypair``'s seed to ``path`` with mode 0600, atomically
+    (:func:`mldht.runtime.persist.atomic_write`: never world-readable, even briefly; a
+    crash leaves either the old file or the new one, never a torn one)."""
+    atomic_write(path, keypair.seed.hex().encode("ascii") + b"\n")
 
 
 def load_keypair(path: str | os.PathLike[str]) -> KeyPair:

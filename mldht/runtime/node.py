@@ -140,7 +140,8 @@ class DHTNode(ItemAPI):
       them; an empty list means none. The nodes saved in ``state_dir`` are pinged in
       every case.
     * ``state_dir``: where the node id, the routing table's good nodes and the stored
-      peers are saved (on exit and every 5 minutes), and BEP 44 items are kept; created
+      peers are saved (on exit and every 5 minutes), BEP 44 items are kept, and the list
+      of items the node republishes (see :attr:`republishing`); created
       if missing. ``None``: nothing is saved and the id is new each run.
     * ``read_only``: BEP 43, the node sends ``ro=1`` and answers no query.
     * ``keypair``: the node's own key pair for the key/value API (:meth:`set`,
@@ -259,6 +260,7 @@ class DHTNode(ItemAPI):
                 problem = f"cannot write in state directory {where!r}: {exc.strerror or exc}"
                 raise InvalidArgument(problem) from exc
             self._item_backend = self._open_item_backend(self._state_dir)
+            self._load_publications()
         node_id = saved.node_id if saved is not None else random_id(self._rng)
         now = _now()
         self._state_obj = state = NodeState(

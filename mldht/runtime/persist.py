@@ -1,19 +1,25 @@
-"""A node's state across restarts: ``<state_dir>/state.json``.
+"""Everything the runtime keeps on disk, and the one way it writes files.
 
-The file holds the node id, the good nodes of the routing table (so a restart rejoins in
-seconds by pinging them, even when no bootstrap router answers) and the announced peers
-with the seconds they have left. It is JSON, written atomically (a temporary file in the
-same directory, flushed to disk, then ``os.replace``): a crash leaves the old file or the
-new one, never a torn one. BEP 44 items live beside it in ``items.sqlite``
+* :func:`atomic_write`: every file the runtime writes (``state.json``, ``republish.json``,
+  key files) goes through it: a temporary file in the same directory, created mode 0600
+  (never readable by others, even briefly), flushed to disk, then ``os.replace``: a
+  crash leaves the old file or the new one, never a torn one.
+* ``<state_dir>/state.json``: the node id, the good nodes of the routing table (so a
+  restart rejoins in seconds by pinging them, even when no bootstrap router answers) and
+  the announced peers with the seconds they have left.
+* ``<state_dir>/republish.json``: the BEP 44 items the node republishes
+  (:func:`save_publications`).
+
+BEP 44 items stored for others live beside them in ``items.sqlite``
 (:mod:`mldht.runtime.item_db`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,17 +33,23 @@ from ..errors import InvalidArgument
 __all__ = [
     "FORMAT_VERSION",
     "ITEMS_FILE",
+    "REPUBLISH_FILE",
     "STATE_FILE",
+    "SavedPublication",
     "SavedState",
+    "atomic_write",
+    "load_publications",
     "load_state",
     "parse_state",
     "read_state_document",
+    "save_publications",
     "save_state",
     "state_document",
 ]
 
 STATE_FILE = "state.json"
 ITEMS_FILE = "items.sqlite"
+REPUBLISH_FILE = "republish.json"
 FORMAT_VERSION = 1
 
 
@@ -70,6 +82,41 @@ def state_document(
     }
 
 
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, mode 0600; returns the path.
+
+    The data goes to a temporary file in the same directory, created 0600 from the start,
+    is flushed to disk, then renamed over ``path``; the rename is made durable too where
+    the platform can open a directory. Raises :class:`OSError` when it cannot be written.
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not every platform can open a directory
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return target
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return target
+
+
 def save_state(state_dir: str | os.PathLike[str], document: dict[str, Any]) -> Path:
     """Write ``document`` to ``<state_dir>/state.json`` atomically; returns the path.
 
@@ -77,20 +124,8 @@ def save_state(state_dir: str | os.PathLike[str], document: dict[str, Any]) -> P
     """
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / STATE_FILE
-    tmp = directory / f".{STATE_FILE}.{os.getpid()}.tmp"
     data = json.dumps(document, indent=1).encode() + b"\n"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return target
+    return atomic_write(directory / STATE_FILE, data)
 
 
 def read_state_document(state_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -175,3 +210,76 @@ def load_state(state_dir: str | os.PathLike[str]) -> SavedState | None:
     if doc is None:
         return None
     return parse_state(doc, str(Path(state_dir) / STATE_FILE))
+
+
+# ------------------------------------------------------------------ republish list
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPublication:
+    """One item of ``republish.json``: what to re-put, without any secret key.
+
+    ``public_key`` is None for an immutable item; for a mutable one it names the key
+    pair, which is never saved here: the node finds it again only if it is its own
+    (``identity.key``, or the ``keypair`` it is given).
+    """
+
+    target: bytes
+    v_bencoded: bytes
+    salt: bytes = b""
+    seq: int | None = None
+    public_key: bytes | None = None
+
+
+def save_publications(state_dir: str | os.PathLike[str], items: Iterable[SavedPublication]) -> Path:
+    """Write the republish list to ``<state_dir>/republish.json`` (atomically, 0600)."""
+    doc = {
+        "format": FORMAT_VERSION,
+        "items": [
+            {
+                "target": p.target.hex(),
+                "v": p.v_bencoded.hex(),
+                "salt": p.salt.hex(),
+                "seq": p.seq,
+                "k": None if p.public_key is None else p.public_key.hex(),
+            }
+            for p in items
+        ],
+    }
+    return atomic_write(Path(state_dir) / REPUBLISH_FILE, json.dumps(doc, indent=1).encode())
+
+
+def load_publications(state_dir: str | os.PathLike[str]) -> list[SavedPublication]:
+    """The republish list saved in ``state_dir``: empty when there is none; malformed
+    entries are skipped, and an unreadable file raises :class:`InvalidArgument`."""
+    path = Path(state_dir) / REPUBLISH_FILE
+    try:
+        doc = json.loads(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{path} is not valid JSON: {exc}") from None
+    entries = doc.get("items") if isinstance(doc, dict) else None
+    out: list[SavedPublication] = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            seq = entry["seq"]
+            k = entry["k"]
+            pub = SavedPublication(
+                bytes.fromhex(entry["target"]),
+                bytes.fromhex(entry["v"]),
+                bytes.fromhex(entry["salt"]),
+                seq if type(seq) is int else None,
+                bytes.fromhex(k) if isinstance(k, str) else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+        if (
+            len(pub.target) == ID_LEN
+            and pub.v_bencoded
+            and (pub.public_key is None) == (pub.seq is None)
+        ):
+            out.append(pub)
+    return out

@@ -373,6 +373,38 @@ async def test_republish_refreshes_and_stops_when_superseded() -> None:
         assert publisher.stop_republishing(target) is False
 
 
+async def test_republish_list_survives_a_restart(tmp_path: Path) -> None:
+    """Immutable items and mutable ones signed by the node's own key pair are re-put by
+    the next run too; one signed by another key pair is not (its secret is not saved)."""
+    state = tmp_path / "pub"
+    other = KeyPair.from_seed(OTHER_SEED)
+    async with AsyncExitStack() as stack:
+        nodes = await start_network(stack, 4, subnet=58)
+
+        def publisher() -> DHTNode:
+            return DHTNode(
+                bind=("127.0.58.9", 0), bootstrap=[nodes[0].address], state_dir=state, **FAST
+            )
+
+        async with publisher() as first:
+            await wait_until(lambda: first.stats["nodes"] == 4, 10, "the publisher to join")
+            target = await first.put_immutable("kept across restarts")
+            assert await first.set("name", "value") == 1
+            own = first.keypair.target(kv_salt("name"))
+            await first.put_mutable("foreign", keypair=other, salt="f")
+            assert first.republishing == {target, own, other.target(b"f")}
+        saved = state / "republish.json"
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+        assert OTHER_SEED.hex() not in saved.read_text()
+        assert first.keypair.seed.hex() not in saved.read_text()
+        async with publisher() as again:
+            assert again.republishing == {target, own}
+            await wait_until(lambda: again.stats["nodes"] == 4, 10, "the publisher to rejoin")
+            assert again.stop_republishing(target)
+        async with publisher() as third:
+            assert third.republishing == {own}
+
+
 async def test_put_with_nobody_to_store_it() -> None:
     async with DHTNode(bind=("127.0.49.1", 0), bootstrap=[], **FAST) as lone:
         with pytest.raises(MldhtError, match="no DHT node stored"):

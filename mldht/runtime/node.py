@@ -28,10 +28,8 @@ import math
 import os
 import random
 import socket
-import tempfile
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +46,6 @@ from ..core.events import (
     ExternalAddressChanged,
     Item,
     LookupDone,
-    PeersFound,
     PingDone,
     SampleDone,
     is_terminal,
@@ -60,7 +57,7 @@ from . import bootstrap as _bootstrap
 from . import persist
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
 from .items import as_id, as_infohash, as_target
-from .operation import Operation, StartOp, _Waiter
+from .operation import Operation, PeerIterator, StartOp, _Waiter
 
 if TYPE_CHECKING:
     from ..core.bep44 import KeyPair
@@ -247,19 +244,8 @@ class DHTNode(ItemAPI):
         saved: persist.SavedState | None = None
         if self._state_dir is not None:
             saved = persist.load_state(self._state_dir)
-            where = str(self._state_dir)
-            try:
-                self._state_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                problem = f"cannot create state directory {where!r}: {exc.strerror or exc}"
-                raise InvalidArgument(problem) from exc
-            try:  # fail now rather than at the first save
-                with tempfile.TemporaryFile(dir=self._state_dir):
-                    pass
-            except OSError as exc:
-                problem = f"cannot write in state directory {where!r}: {exc.strerror or exc}"
-                raise InvalidArgument(problem) from exc
-            self._item_backend = self._open_item_backend(self._state_dir)
+            persist.prepare_state_dir(self._state_dir)
+            self._item_backend = persist.open_item_backend(self._state_dir)
             self._load_publications()
         node_id = saved.node_id if saved is not None else random_id(self._rng)
         now = _now()
@@ -329,25 +315,9 @@ class DHTNode(ItemAPI):
             self._tg.start_soon(self._autosave_loop)
         log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
 
-    @staticmethod
-    def _open_item_backend(state_dir: Path) -> ItemBackend | None:
-        """The item database of ``state_dir``: a damaged one is renamed aside, with a
-        warning; one that cannot be opened raises InvalidArgument."""
-        try:  # written separately; the node works (items in memory) without it
-            from .item_db import open_item_db
-        except ImportError:
-            return None
-        backend: ItemBackend = open_item_db(state_dir / persist.ITEMS_FILE)
-        return backend
-
     def _close_backend(self) -> None:
         backend, self._item_backend = self._item_backend, None
-        close = getattr(backend, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:
-                log.warning("closing the item database failed", exc_info=True)
+        persist.close_item_backend(backend)
 
     # ------------------------------------------------------------------ properties
 
@@ -598,27 +568,15 @@ class DHTNode(ItemAPI):
     def _save(self, final: bool) -> None:
         if self._state_dir is None or self._state_obj is None:
             return
-        state = self._state_obj
-        now = _now()
         try:
-            nodes = state.good_nodes(now)
-            if len(nodes) < self.config.k:
-                # A thin table (offline for a while, or a tiny network): keep the nodes
-                # saved before too, so an outage does not erase what a restart needs.
-                ids = {n.id for n in nodes}
-                addrs = {n.addr for n in nodes}
-                nodes += [n for n in self._saved_nodes if n.id not in ids and n.addr not in addrs]
-            doc = persist.state_document(state.node_id, nodes, state.peer_store.dump(now))
-            path = persist.save_state(self._state_dir, doc)
+            path, count = persist.save_node_state(
+                self._state_dir, self._state_obj, self._saved_nodes, _now(), self.config.k
+            )
         except Exception as exc:
             log.warning("could not save the node state in %s: %s", self._state_dir, exc)
             return
-        log.log(
-            logging.INFO if final else logging.DEBUG,
-            "saved %d nodes to %s",
-            len(nodes),
-            path,
-        )
+        level = logging.INFO if final else logging.DEBUG
+        log.log(level, "saved %d nodes to %s", count, path)
 
     # ---------------------------------------------------------------- operations
 
@@ -736,53 +694,3 @@ class DHTNode(ItemAPI):
         event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now))
         assert isinstance(event, SampleDone)
         return event
-
-
-class PeerIterator(AsyncIterator[Addr]):
-    """The async iterator returned by :meth:`DHTNode.iter_peers`.
-
-    The lookup starts at the first ``__anext__``; iteration ends when it does (or at the
-    runtime's bound). Leaving early is fine: the lookup finishes in the background.
-    """
-
-    def __init__(self, node: DHTNode, info_hash: bytes) -> None:
-        ih = as_infohash(info_hash)
-        self._operation = node.operation(lambda state, now: state.get_peers(ih, now), lookup=True)
-        self._buffer: deque[Addr] = deque()
-        self._seen: set[Addr] = set()
-        self._finished = False
-
-    def __aiter__(self) -> PeerIterator:
-        return self
-
-    async def __anext__(self) -> Addr:
-        while not self._buffer:
-            if self._finished:
-                raise StopAsyncIteration
-            try:
-                event = await self._operation.__anext__()
-            except StopAsyncIteration:
-                self._finished = True
-                continue
-            except QueryTimeout:
-                self._finished = True
-                log.debug("get_peers lookup passed the runtime's bound")
-                raise StopAsyncIteration from None
-            except BaseException:
-                self._finished = True
-                raise
-            if isinstance(event, PeersFound | LookupDone):
-                self._take(event.peers)
-        return self._buffer.popleft()
-
-    def _take(self, peers: Sequence[Addr]) -> None:
-        for peer in peers:
-            if peer not in self._seen:
-                self._seen.add(peer)
-                self._buffer.append(peer)
-
-    async def aclose(self) -> None:
-        """Stop listening (the lookup itself ends on its own in the core)."""
-        self._finished = True
-        self._buffer.clear()
-        await self._operation.aclose()

@@ -9,16 +9,25 @@ last). Which event is terminal is :func:`mldht.core.events.is_terminal`.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
-from ..core.events import Event, TerminalEvent, is_terminal
+from ..core.compact import Addr
+from ..core.events import Event, LookupDone, PeersFound, TerminalEvent, is_terminal
 from ..core.node import NodeState
 from ..errors import NotRunning, QueryTimeout
+from .items import as_infohash
 
-__all__ = ["Operation", "StartOp"]
+if TYPE_CHECKING:
+    from .node import DHTNode
+
+__all__ = ["Operation", "PeerIterator", "StartOp"]
+
+log = logging.getLogger("mldht.node")
 
 StartOp = Callable[[NodeState, float], int]
 """Starts one core operation: ``(state, now) -> op id``."""
@@ -129,3 +138,53 @@ class Operation(AsyncIterator[Event]):
     async def aclose(self) -> None:
         """Stop listening (the operation itself ends on its own in the core)."""
         self._finish()
+
+
+class PeerIterator(AsyncIterator[Addr]):
+    """The async iterator returned by :meth:`DHTNode.iter_peers`.
+
+    The lookup starts at the first ``__anext__``; iteration ends when it does (or at the
+    runtime's bound). Leaving early is fine: the lookup finishes in the background.
+    """
+
+    def __init__(self, node: DHTNode, info_hash: bytes | str) -> None:
+        ih = as_infohash(info_hash)
+        self._operation = node.operation(lambda state, now: state.get_peers(ih, now), lookup=True)
+        self._buffer: deque[Addr] = deque()
+        self._seen: set[Addr] = set()
+        self._finished = False
+
+    def __aiter__(self) -> PeerIterator:
+        return self
+
+    async def __anext__(self) -> Addr:
+        while not self._buffer:
+            if self._finished:
+                raise StopAsyncIteration
+            try:
+                event = await self._operation.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
+                continue
+            except QueryTimeout:
+                self._finished = True
+                log.debug("get_peers lookup passed the runtime's bound")
+                raise StopAsyncIteration from None
+            except BaseException:
+                self._finished = True
+                raise
+            if isinstance(event, PeersFound | LookupDone):
+                self._take(event.peers)
+        return self._buffer.popleft()
+
+    def _take(self, peers: Sequence[Addr]) -> None:
+        for peer in peers:
+            if peer not in self._seen:
+                self._seen.add(peer)
+                self._buffer.append(peer)
+
+    async def aclose(self) -> None:
+        """Stop listening (the lookup itself ends on its own in the core)."""
+        self._finished = True
+        self._buffer.clear()
+        await self._operation.aclose()

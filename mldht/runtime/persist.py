@@ -18,17 +18,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import secrets
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.compact import NodeInfo
 from ..core.ids import ID_LEN
 from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from ..core.item_store import ItemBackend
+    from ..core.node import NodeState
+
+log = logging.getLogger("mldht.node")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -38,10 +46,14 @@ __all__ = [
     "SavedPublication",
     "SavedState",
     "atomic_write",
+    "close_item_backend",
     "load_publications",
     "load_state",
+    "open_item_backend",
     "parse_state",
+    "prepare_state_dir",
     "read_state_document",
+    "save_node_state",
     "save_publications",
     "save_state",
     "state_document",
@@ -283,3 +295,62 @@ def load_publications(state_dir: str | os.PathLike[str]) -> list[SavedPublicatio
         ):
             out.append(pub)
     return out
+
+
+# ------------------------------------------------------------------ the state directory
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    """Create ``state_dir`` if missing and check that it can be written in (now rather
+    than at the first save); :class:`InvalidArgument` naming it and the reason if not."""
+    where = str(state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = f"cannot create state directory {where!r}: {exc.strerror or exc}"
+        raise InvalidArgument(problem) from exc
+    try:
+        with tempfile.TemporaryFile(dir=state_dir):
+            pass
+    except OSError as exc:
+        problem = f"cannot write in state directory {where!r}: {exc.strerror or exc}"
+        raise InvalidArgument(problem) from exc
+
+
+def open_item_backend(state_dir: Path) -> ItemBackend | None:
+    """The item database of ``state_dir``: a damaged one is renamed aside, with a
+    warning; one that cannot be opened raises InvalidArgument."""
+    try:  # written separately; the node works (items in memory) without it
+        from .item_db import open_item_db
+    except ImportError:
+        return None
+    backend: ItemBackend = open_item_db(state_dir / ITEMS_FILE)
+    return backend
+
+
+def close_item_backend(backend: ItemBackend | None) -> None:
+    """Close an item database from :func:`open_item_backend` (failures logged)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.warning("closing the item database failed", exc_info=True)
+
+
+def save_node_state(
+    state_dir: Path, state: NodeState, earlier: Iterable[NodeInfo], now: float, k: int
+) -> tuple[Path, int]:
+    """Save ``state``'s id, good nodes and stored peers in ``state.json``.
+
+    Returns the path and the number of nodes saved. A thin table (under ``k`` good
+    nodes: offline for a while, or a tiny network) keeps the ``earlier`` saved nodes
+    too, so an outage does not erase what a restart needs.
+    """
+    nodes = state.good_nodes(now)
+    if len(nodes) < k:
+        ids = {n.id for n in nodes}
+        addrs = {n.addr for n in nodes}
+        nodes += [n for n in earlier if n.id not in ids and n.addr not in addrs]
+    doc = state_document(state.node_id, nodes, state.peer_store.dump(now))
+    return save_state(state_dir, doc), len(nodes)

@@ -1,9 +1,12 @@
 """BEP 44 item storage on the storing node: limits, ``seq`` / ``cas`` rules, expiry, eviction.
 
-Pure: time comes in as ``now`` and persistence goes through an :class:`ItemBackend` that
-the runtime supplies (:class:`mldht.runtime.item_db.SQLiteItemBackend`).
+Pure: time comes in as ``now``, and persistence is work the store returns rather than
+does. A persistent store queues every change as an :data:`ItemWrite` (save or delete);
+the runtime takes them with :meth:`ItemStore.take_writes` and applies them to durable
+storage (:class:`mldht.runtime.item_db.SQLiteItemBackend`) before it sends the replies of
+the same batch, and at start hands the saved items to :meth:`ItemStore.load`.
 
-``now`` is stored in the items (``last_put``) and so, with a persistent backend, must be
+``now`` is stored in the items (``last_put``) and so, for a persistent store, must be
 wall-clock seconds (``time.time()``), not a monotonic clock that restarts with the process.
 
 Memory: an item is one ``bytes`` object (for a mutable item ``sig ‖ k ‖ len(salt) ‖ salt ‖ v``,
@@ -13,9 +16,9 @@ dictionary key. :class:`StoredItem` objects are built only when asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol
 
 from ..errors import DecodeError, InvalidArgument, KRPCError
 from .bencode import bdecode
@@ -31,12 +34,10 @@ from .bep44 import (
 )
 from .ids import ID_BITS, ID_LEN, distance
 
-__all__ = ["DEFAULT_TTL", "ItemBackend", "ItemStore", "StoredItem"]
+__all__ = ["DEFAULT_TTL", "ItemBackend", "ItemStore", "ItemWrite", "StoredItem"]
 
 DEFAULT_TTL: Final = 7200.0
 """Items not put again for 2 h expire (BEP 44: MAY expire after 2 h)."""
-
-_T = TypeVar("_T")
 
 _SIG_END: Final = SIGNATURE_LEN
 _KEY_END: Final = SIGNATURE_LEN + PUBLIC_KEY_LEN
@@ -61,14 +62,16 @@ class StoredItem:
         return self.k is not None
 
 
+ItemWrite = tuple[bytes, StoredItem | None]
+"""One change for durable storage: ``(target, item)`` saves (inserts or replaces) the item,
+``(target, None)`` deletes it."""
+
+
 class ItemBackend(Protocol):
-    """Durable storage under an :class:`ItemStore`; each call returns once it is durable."""
+    """Durable storage that the runtime keeps for an :class:`ItemStore`."""
 
-    def save(self, item: StoredItem) -> None:
-        """Insert or replace the item with ``item.target``."""
-
-    def delete(self, target: bytes) -> None:
-        """Forget the item with ``target`` (no error if there is none)."""
+    def apply(self, writes: Sequence[ItemWrite]) -> None:
+        """Apply ``writes`` in order, as one transaction; returns once they are durable."""
 
     def load_all(self) -> list[StoredItem]:
         """Every item saved and not deleted."""
@@ -137,10 +140,10 @@ class ItemStore:
     would need that is refused with 202 (Server Error) and stores nothing, so the putter
     learns it should look elsewhere rather than believe a store that did not happen.
 
-    Every accepted put is written to the backend before ``put_*`` returns, so the caller
-    may acknowledge the put as soon as the call returns. Any error is a
-    :class:`KRPCError` carrying the wire code to reply with, and leaves the store (and
-    the backend) without the item.
+    With ``persistent=True`` every change (an accepted put, an expiry, an eviction) is
+    queued as an :data:`ItemWrite` for :meth:`take_writes`, in the order made. Any error
+    is a :class:`KRPCError` carrying the wire code to reply with, and leaves the store
+    without the item (and queues nothing for it).
     """
 
     def __init__(
@@ -150,7 +153,7 @@ class ItemStore:
         max_items: int = 10_000,
         max_bytes: int = 8 * 1024 * 1024,
         ttl: float = DEFAULT_TTL,
-        backend: ItemBackend | None = None,
+        persistent: bool = False,
     ) -> None:
         if len(own_id) != ID_LEN:
             raise InvalidArgument("own_id must be 20 bytes")
@@ -165,7 +168,7 @@ class ItemStore:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.ttl = ttl
-        self._backend = backend
+        self._writes: list[ItemWrite] | None = [] if persistent else None
         # Ordered by last put (moved to the end on every put), so expiry pops from the front.
         self._items: dict[bytes, _Record] = {}
         # score -> targets with that score, oldest put first: the eviction order.
@@ -304,15 +307,20 @@ class ItemStore:
             self._drop(target)
         return len(expired)
 
-    def load(self, now: float) -> int:
-        """Take the backend's items (at start): drop expired, malformed or surplus ones.
+    def take_writes(self) -> list[ItemWrite]:
+        """The changes queued for durable storage since the last call (persistent only)."""
+        writes = self._writes
+        if not writes:
+            return []
+        self._writes = []
+        return writes
 
-        Returns the number of items loaded. Items already in memory are kept as they are.
-        """
-        if self._backend is None:
-            return 0
+    def load(self, items: Iterable[StoredItem], now: float) -> int:
+        """Take the saved items (at start): expired, malformed or surplus ones are dropped,
+        and their deletion queued. Returns the number of items loaded. Items already in
+        memory are kept as they are."""
         loaded = 0
-        for item in sorted(self._backend.load_all(), key=lambda it: it.last_put):
+        for item in sorted(items, key=lambda it: it.last_put):
             if item.target in self._items:
                 continue
             blob = self._blob_of(item)
@@ -324,7 +332,7 @@ class ItemStore:
                 except KRPCError:
                     rec = None
             if rec is None:
-                self._backend.delete(item.target)
+                self._queue(item.target, None)
                 continue
             self._insert(item.target, rec)
             loaded += 1
@@ -344,13 +352,13 @@ class ItemStore:
     def _live(self, target: bytes, now: float) -> _Record | None:
         rec = self._items.get(target)
         if rec is not None and now >= rec.last_put + self.ttl:
-            self._wrap_backend(self._drop, target)
+            self._drop(target)
             return None
         return rec
 
     @staticmethod
     def _blob_of(item: StoredItem) -> bytes | None:
-        """The packed form of a backend item, or None if the item is malformed."""
+        """The packed form of a saved item, or None if the item is malformed."""
         v = item.v_bencoded
         if not 0 < len(v) <= MAX_VALUE_LEN or item.put_count < 1:
             return None
@@ -381,8 +389,8 @@ class ItemStore:
     ) -> None:
         rec = _Record(blob, seq, now, put_count)
         self._make_room(target, rec, old, now)
-        if self._backend is not None:
-            self._wrap_backend(self._backend.save, _unpack(target, rec))
+        if self._writes is not None:
+            self._queue(target, _unpack(target, rec))
         if old is not None:
             self._remove(target)
         self._insert(target, rec)
@@ -395,7 +403,7 @@ class ItemStore:
         need_bytes = self._bytes + size - (ID_LEN + len(old.blob) if old else 0) - self.max_bytes
         if need_items <= 0 and need_bytes <= 0:
             return
-        self._wrap_backend(self.expire, now)
+        self.expire(now)
         need_items = len(self._items) + (old is None) - self.max_items
         need_bytes = self._bytes + size - (ID_LEN + len(old.blob) if old else 0) - self.max_bytes
         victims: list[bytes] = []
@@ -415,21 +423,14 @@ class ItemStore:
         if need_items > 0 or need_bytes > 0:
             raise KRPCError(KRPCError.SERVER, "item storage is full")
         for victim in victims:
-            self._wrap_backend(self._drop, victim)
+            self._drop(victim)
 
-    @staticmethod
-    def _wrap_backend(call: Callable[[_T], object], arg: _T) -> None:
-        """Run a backend-touching step; a backend failure becomes 202 Server Error."""
-        try:
-            call(arg)
-        except KRPCError:
-            raise
-        except Exception as exc:
-            raise KRPCError(KRPCError.SERVER, f"item storage failed: {exc}") from exc
+    def _queue(self, target: bytes, item: StoredItem | None) -> None:
+        if self._writes is not None:
+            self._writes.append((target, item))
 
     def _drop(self, target: bytes) -> None:
-        if self._backend is not None:
-            self._backend.delete(target)
+        self._queue(target, None)
         self._remove(target)
 
     def _insert(self, target: bytes, rec: _Record) -> None:

@@ -3,7 +3,8 @@
 Bytes and the current time go in (:meth:`NodeState.receive_datagram`,
 :meth:`NodeState.handle_timer`); datagrams to send, the next deadline and events come out
 (:meth:`NodeState.datagrams_to_send`, :meth:`NodeState.next_deadline`,
-:meth:`NodeState.next_event`). Operations (:meth:`NodeState.get_peers`, ...) return an
+:meth:`NodeState.next_event`, and item changes to make durable,
+:meth:`NodeState.storage_writes`). Operations (:meth:`NodeState.get_peers`, ...) return an
 op id; exactly one terminal event with that id follows
 (:func:`~mldht.core.events.is_terminal`).
 
@@ -31,7 +32,7 @@ from .config import NodeConfig
 from .context import Context
 from .events import Event, ExternalAddressChanged
 from .handlers import MAX_SALT_SIZE, MAX_VALUE_SIZE, QueryHandlers
-from .item_store import ItemBackend, ItemStore
+from .item_store import ItemStore, ItemWrite, StoredItem
 from .krpc import (
     Error,
     MalformedMessage,
@@ -51,6 +52,7 @@ from .transactions import Pending
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Iterable
 
 __all__ = ["MAX_SALT_SIZE", "MAX_VALUE_SIZE", "NodeConfig", "NodeState"]
 
@@ -66,7 +68,7 @@ class NodeState:
         rng: random.Random,
         now: float,
         config: NodeConfig | None = None,
-        item_backend: ItemBackend | None = None,
+        saved_items: Iterable[StoredItem] | None = None,
     ) -> None:
         if len(node_id) != 20:
             raise InvalidArgument("node id must be 20 bytes")
@@ -95,10 +97,10 @@ class NodeState:
             own_id=node_id,
             max_items=config.max_items,
             max_bytes=config.max_item_bytes,
-            backend=item_backend,
+            persistent=saved_items is not None,
         )
-        if item_backend is not None:
-            self.items.load(now)
+        if saved_items is not None:
+            self.items.load(saved_items, now)
         self.voter = bep42.ExternalIPVoter()
         self.external_ip: str | None = None
         self._limiter = RateLimiter(config.rate_limit)
@@ -129,6 +131,13 @@ class NodeState:
         return self._bootstrapper
 
     # --------------------------------------------------------------------- outputs
+
+    def storage_writes(self) -> list[ItemWrite]:
+        """Item changes to make durable, in order (when built with ``saved_items``).
+
+        The runtime applies them before it sends the datagrams of the same call, so that a
+        put is acknowledged only once it is on disk."""
+        return self.items.take_writes()
 
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
         ctx = self._ctx

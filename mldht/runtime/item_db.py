@@ -1,8 +1,9 @@
 """SQLite persistence of BEP 44 items: the :class:`~mldht.core.item_store.ItemBackend`.
 
-One table keyed by target. Every :meth:`SQLiteItemBackend.save` is its own committed
-transaction, so an item is durable when ``save`` returns and the store may acknowledge
-the put.
+One table keyed by target. The core's item store returns its changes as work
+(:meth:`~mldht.core.node.NodeState.storage_writes`); :meth:`SQLiteItemBackend.apply`
+writes a batch of them as one committed transaction, and the runtime sends the replies of
+that batch only after it returned, so a put is durable before it is acknowledged.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A commit then
 appends the transaction to the ``-wal`` file with ``write()`` but does not ``fsync`` it
@@ -29,10 +30,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ..core.item_store import StoredItem
+from ..core.item_store import ItemWrite, StoredItem
 from ..errors import InvalidArgument
 
 __all__ = ["SQLiteItemBackend", "open_item_db"]
@@ -53,6 +55,26 @@ CREATE TABLE IF NOT EXISTS items (
     put_count INTEGER NOT NULL
 ) WITHOUT ROWID
 """
+
+
+_UPSERT = (
+    "INSERT OR REPLACE INTO items (target, v, k, salt, seq, sig, last_put, put_count)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DELETE = "DELETE FROM items WHERE target = ?"
+
+
+def _row(item: StoredItem) -> tuple[object, ...]:
+    return (
+        item.target,
+        item.v_bencoded,
+        item.k,
+        item.salt,
+        item.seq,
+        item.sig,
+        item.last_put,
+        item.put_count,
+    )
 
 
 class SQLiteItemBackend:
@@ -82,29 +104,30 @@ class SQLiteItemBackend:
             self._db.close()
             raise
 
+    def apply(self, writes: Sequence[ItemWrite]) -> None:
+        """Apply the store's queued changes in order, as one committed transaction."""
+        if not writes:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for target, item in writes:
+                    if item is None:
+                        self._db.execute(_DELETE, (target,))
+                    else:
+                        self._db.execute(_UPSERT, _row(item))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def save(self, item: StoredItem) -> None:
         """Insert or replace ``item``; committed when this returns."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO items"
-                " (target, v, k, salt, seq, sig, last_put, put_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item.target,
-                    item.v_bencoded,
-                    item.k,
-                    item.salt,
-                    item.seq,
-                    item.sig,
-                    item.last_put,
-                    item.put_count,
-                ),
-            )
+        self.apply([(item.target, item)])
 
     def delete(self, target: bytes) -> None:
         """Forget the item under ``target``, if any."""
-        with self._lock:
-            self._db.execute("DELETE FROM items WHERE target = ?", (target,))
+        self.apply([(target, None)])
 
     def load_all(self) -> list[StoredItem]:
         """Every stored item, in no particular order."""

@@ -200,6 +200,8 @@ class DHTNode(ItemAPI):
         """Datagrams whose handling raised (logged at debug and dropped)."""
         self.send_errors = 0
         """Datagrams the OS refused to send (logged at debug and dropped)."""
+        self.storage_errors = 0
+        """Batches of item changes the item database refused (logged as warnings)."""
         self.on_datagram: Callable[[bytes, Addr, float], None] | None = None
         """Called with (data, source, time) before each received datagram is handled (to
         trace traffic); an exception it raises drops the datagram like a bad one."""
@@ -249,9 +251,15 @@ class DHTNode(ItemAPI):
             self._load_publications()
         node_id = saved.node_id if saved is not None else random_id(self._rng)
         now = _now()
+        backend = self._item_backend
         self._state_obj = state = NodeState(
-            node_id, self._rng, now, self.config, item_backend=self._item_backend
+            node_id,
+            self._rng,
+            now,
+            self.config,
+            saved_items=backend.load_all() if backend is not None else None,
         )
+        self._apply_storage_writes()  # expired or surplus saved items are deleted
         if saved is not None:
             stored = state.peer_store.load(saved.peers, now)
             self._saved_nodes = tuple(n for n in saved.nodes if n.id != node_id)
@@ -348,6 +356,7 @@ class DHTNode(ItemAPI):
         out = dict(state.stats)
         out["receive_errors"] = self.receive_errors
         out["send_errors"] = self.send_errors
+        out["storage_errors"] = self.storage_errors
         out["nodes"] = len(state.routing)
         out["stored_infohashes"] = len(state.peer_store)
         out["stored_peers"] = state.peer_store.peer_count()
@@ -402,9 +411,23 @@ class DHTNode(ItemAPI):
 
     # --------------------------------------------------------------------- tasks
 
+    def _apply_storage_writes(self) -> None:
+        """Make the core's item changes durable (one transaction), before any reply of the
+        same call is sent: a put is acknowledged only once it is on disk."""
+        writes = self._state.storage_writes()
+        if not writes or self._item_backend is None:
+            return
+        try:
+            self._item_backend.apply(writes)
+        except Exception as exc:  # sqlite3.Error, OSError: the node goes on in memory
+            self.storage_errors += 1
+            log.warning("could not write %d item changes: %s", len(writes), exc)
+
     def _after_change(self) -> None:
-        """After every call into the core: dispatch its events, wake sender and timer."""
+        """After every call into the core: save item changes, dispatch its events, wake
+        sender and timer."""
         state = self._state
+        self._apply_storage_writes()
         while (event := state.next_event()) is not None:
             if isinstance(event, ExternalAddressChanged):
                 log.info(

@@ -6,6 +6,7 @@ import gc
 import hashlib
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from mldht.core.bencode import bencode
 from mldht.core.bep44 import MAX_SEQ, KeyPair, immutable_target, mutable_target
-from mldht.core.item_store import ItemStore, StoredItem
+from mldht.core.item_store import ItemStore, ItemWrite, StoredItem
 from mldht.errors import InvalidArgument, KRPCError
 
 KP = KeyPair.from_seed(bytes(range(32)))
@@ -23,32 +24,52 @@ TTL = 7200.0
 
 
 class DictBackend:
-    """An in-memory ItemBackend that records what the store asked of it."""
+    """Durable storage in a dict: applies the writes a persistent store queues, as the
+    runtime does, whenever a test looks at it."""
 
     def __init__(self) -> None:
-        self.items: dict[bytes, StoredItem] = {}
-        self.saves: list[StoredItem] = []
-        self.deletes: list[bytes] = []
+        self._items: dict[bytes, StoredItem] = {}
+        self._saves: list[StoredItem] = []
+        self._deletes: list[bytes] = []
+        self.stores: list[ItemStore] = []
 
-    def save(self, item: StoredItem) -> None:
-        self.items[item.target] = item
-        self.saves.append(item)
+    def apply(self, writes: list[ItemWrite]) -> None:
+        for target, item in writes:
+            if item is None:
+                self._items.pop(target, None)
+                self._deletes.append(target)
+            else:
+                self._items[target] = item
+                self._saves.append(item)
 
-    def delete(self, target: bytes) -> None:
-        self.items.pop(target, None)
-        self.deletes.append(target)
+    def sync(self) -> None:
+        for store in self.stores:
+            self.apply(store.take_writes())
+
+    @property
+    def items(self) -> dict[bytes, StoredItem]:
+        self.sync()
+        return self._items
+
+    @property
+    def saves(self) -> list[StoredItem]:
+        self.sync()
+        return self._saves
+
+    @property
+    def deletes(self) -> list[bytes]:
+        self.sync()
+        return self._deletes
 
     def load_all(self) -> list[StoredItem]:
         return list(self.items.values())
 
 
-class FailingBackend(DictBackend):
-    def save(self, item: StoredItem) -> None:
-        raise OSError("disk full")
-
-
-def make_store(backend: DictBackend | None = None, **kw: object) -> ItemStore:
-    return ItemStore(own_id=kw.pop("own_id", ZERO_ID), backend=backend, **kw)  # type: ignore[arg-type]
+def make_store(backend: DictBackend | None = None, **kw: Any) -> ItemStore:
+    store = ItemStore(own_id=kw.pop("own_id", ZERO_ID), persistent=backend is not None, **kw)
+    if backend is not None:
+        backend.stores.append(store)
+    return store
 
 
 def mput(
@@ -454,13 +475,19 @@ def test_constructor_checks() -> None:
 # --- the backend -------------------------------------------------------------------------
 
 
-def test_backend_failure_is_202_and_stores_nothing() -> None:
-    backend = FailingBackend()
-    store = make_store(backend)
-    err = expect(202, lambda: store.put_immutable(b"i1e", 0.0))
-    assert isinstance(err.__cause__, OSError)
-    expect(202, lambda: mput(store))
-    assert len(store) == 0 and store.bytes_used == 0
+def test_writes_are_queued_in_order_and_only_when_persistent() -> None:
+    store = make_store(None)
+    store.put_immutable(b"i1e", 0.0)
+    assert store.take_writes() == []  # an in-memory store queues nothing
+    store = ItemStore(own_id=ZERO_ID, persistent=True)
+    target = store.put_immutable(b"i1e", 0.0)
+    mput(store, seq=2)
+    expect(302, lambda: mput(store, seq=1))  # refused: queues nothing
+    (t1, saved), (t2, _) = store.take_writes()
+    assert (t1, saved) == (target, store.get(target, 0.0)) and t2 != target
+    assert store.take_writes() == []  # taken once
+    store.expire(TTL + 1.0)
+    assert sorted(store.take_writes()) == sorted([(target, None), (t2, None)])
 
 
 def test_load_from_backend() -> None:
@@ -474,7 +501,7 @@ def test_load_from_backend() -> None:
     bad = StoredItem(b"\x01" * 20, b"i1e", None, b"", None, None, 6000.0, 1)  # wrong target
     backend.items[bad.target] = bad
     reader = make_store(backend)
-    assert reader.load(now=7300.0) == 2
+    assert reader.load(backend.load_all(), now=7300.0) == 2
     assert reader.get(t_old, 7300.0) is None
     assert t_old not in backend.items and bad.target not in backend.items
     assert reader.get(t_imm, 7300.0) == writer.get(t_imm, 7300.0)
@@ -491,10 +518,10 @@ def test_load_respects_bounds() -> None:
     values = values_with_closeness(0, 0, 5)
     targets = [writer.put_immutable(v, float(i)) for i, v in enumerate(values)]
     reader = make_store(backend, max_items=3)
-    assert reader.load(now=10.0) >= 3
+    assert reader.load(backend.load_all(), now=10.0) >= 3
     assert len(reader) == 3 and len(backend.items) == 3
     assert {i.target for i in reader} == set(targets[2:])  # the newest kept
-    assert make_store().load(now=0.0) == 0  # no backend: nothing to load
+    assert make_store().load([], now=0.0) == 0
 
 
 # --- invariants under random operations --------------------------------------------------

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,11 +23,42 @@ REPO = Path(__file__).resolve().parents[2]
 KP = KeyPair.from_seed(bytes(range(32)))
 
 
-def new_store(backend: SQLiteItemBackend, **kw: int) -> ItemStore:
-    return ItemStore(own_id=bytes(20), backend=backend, **kw)
+class SyncedStore(ItemStore):
+    """A persistent store whose queued writes reach the database after every call, as the
+    runtime applies them after every batch of datagrams."""
+
+    def __init__(self, backend: SQLiteItemBackend, **kw: int) -> None:
+        super().__init__(own_id=bytes(20), persistent=True, **kw)
+        self.backend = backend
+
+    def flush(self) -> None:
+        self.backend.apply(self.take_writes())
+
+    def put_immutable(self, v_bencoded: bytes, now: float) -> bytes:
+        target = super().put_immutable(v_bencoded, now)
+        self.flush()
+        return target
+
+    def put_mutable(self, *args: Any) -> None:
+        super().put_mutable(*args)
+        self.flush()
+
+    def expire(self, now: float) -> int:
+        n = super().expire(now)
+        self.flush()
+        return n
+
+    def load_saved(self, now: float) -> int:
+        n = self.load(self.backend.load_all(), now)
+        self.flush()
+        return n
 
 
-def put_mutable(store: ItemStore, v: bytes, seq: int, salt: bytes, now: float) -> bytes:
+def new_store(backend: SQLiteItemBackend, **kw: int) -> SyncedStore:
+    return SyncedStore(backend, **kw)
+
+
+def put_mutable(store: SyncedStore, v: bytes, seq: int, salt: bytes, now: float) -> bytes:
     store.put_mutable(KP.public_key, salt, seq, KP.sign_item(v, seq, salt), v, None, now)
     return mutable_target(KP.public_key, salt)
 
@@ -43,7 +75,7 @@ def test_round_trip(tmp_path: Path) -> None:
         before = {t: store.get(t, 500.0) for t in (t1, t2, t3)}
     with SQLiteItemBackend(path) as backend:
         fresh = new_store(backend)
-        assert fresh.load(now=500.0) == 3
+        assert fresh.load_saved(now=500.0) == 3
         after = {t: fresh.get(t, 500.0) for t in (t1, t2, t3)}
     assert after == before
     imm, mut, salted = after[t1], after[t2], after[t3]
@@ -87,7 +119,7 @@ def test_expired_items_are_not_loaded(tmp_path: Path) -> None:
         t_new = store.put_immutable(b"3:new", 6000.0)
     with SQLiteItemBackend(path) as backend:
         fresh = new_store(backend)
-        assert fresh.load(now=8200.0) == 1
+        assert fresh.load_saved(now=8200.0) == 1
         assert fresh.get(t_old, 8200.0) is None and fresh.get(t_mut, 8200.0) is None
         assert fresh.get(t_new, 8200.0) is not None
         assert [i.target for i in backend.load_all()] == [t_new]  # dropped from disk too
@@ -101,7 +133,7 @@ def test_bounds_apply_when_loading(tmp_path: Path) -> None:
             store.put_immutable(bencode(i), float(i))
     with SQLiteItemBackend(path) as backend:
         small = new_store(backend, max_items=4)
-        small.load(now=10.0)
+        small.load_saved(now=10.0)
         assert len(small) == 4 and backend.count() == 4
 
 
@@ -169,12 +201,12 @@ from mldht.core.bep44 import KeyPair
 from mldht.core.item_store import ItemStore
 from mldht.runtime.item_db import SQLiteItemBackend
 
-store = ItemStore(
-    own_id=bytes(20), max_items=100_000, max_bytes=10**9, backend=SQLiteItemBackend(sys.argv[1])
-)
+store = ItemStore(own_id=bytes(20), max_items=100_000, max_bytes=10**9, persistent=True)
+backend = SQLiteItemBackend(sys.argv[1])
 kp = KeyPair.from_seed(bytes(range(32)))
 for i in range(20):  # expired by the time the parent loads
     store.put_immutable(bencode(b"old %d" % i), 0.0)
+backend.apply(store.take_writes())
 i = 0
 while True:  # until killed
     v = bencode([b"item", i, b"x" * (i % 900)])
@@ -183,7 +215,8 @@ while True:  # until killed
     else:
         salt = b"%d" % i
         store.put_mutable(kp.public_key, salt, i, kp.sign_item(v, i, salt), v, None, 5000.0)
-    print(i, flush=True)  # the put returned: acknowledged
+    backend.apply(store.take_writes())  # as the runtime does before sending the reply
+    print(i, flush=True)  # acknowledged
     if i == 150:
         print("stored", flush=True)
     i += 1
@@ -233,7 +266,7 @@ def test_acknowledged_items_survive_sigkill(tmp_path: Path) -> None:
 
     with SQLiteItemBackend(path) as backend:
         fresh = new_store(backend, max_items=100_000, max_bytes=10**9)
-        loaded = fresh.load(now=8000.0)  # the 20 "old" items have expired
+        loaded = fresh.load_saved(now=8000.0)  # the 20 "old" items have expired
         assert loaded >= len(acked)
         for i in acked:
             target, item = expected_item(i)

@@ -60,7 +60,8 @@ def test_corpus_datagram_decodes(entry: dict[str, Any]) -> None:
     if isinstance(msg, krpc.Response) and entry["method"] != "vote":
         body = krpc.decode_response(entry["method"].encode(), msg)
         if entry["method"] in ("find_node", "get_peers") and b"nodes" in msg.r:
-            assert body.nodes is not None  # type: ignore[union-attr]
+            assert isinstance(body, krpc.FindNodeResponse | krpc.GetPeersResponse)
+            assert body.nodes is not None
 
 
 QUERIES = [e for e in _index() if e["y"] == "q"]

@@ -126,8 +126,8 @@ def test_every_operation_ends_with_exactly_one_terminal_event_of_its_type() -> N
 # ------------------------------------------------------------------ receive path
 
 
-def _node(**cfg: object) -> NodeState:
-    return NodeState(b"\x11" * 20, random.Random(7), 0.0, NodeConfig(**cfg))  # type: ignore[arg-type]
+def _node(config: NodeConfig | None = None) -> NodeState:
+    return NodeState(b"\x11" * 20, random.Random(7), 0.0, config or NodeConfig())
 
 
 def _ping_query(t: bytes = b"tt") -> bytes:
@@ -221,7 +221,7 @@ def test_bootstrap_backs_off_from_5_s_doubling_to_5_min_then_resets() -> None:
     """A router that never answers: each self-lookup fails after query_timeout (5 s);
     the next one starts 5, 10, 20, ... s later, never more than 300 s."""
     router = ("10.9.9.9", 6881)
-    node = _node(maintenance_interval=0.5)
+    node = _node(NodeConfig(maintenance_interval=0.5))
     own = node.node_id
     starts: list[float] = []
     now = 0.0

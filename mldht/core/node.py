@@ -16,7 +16,8 @@ NodeState only dispatches. The pieces:
 * :mod:`~mldht.core.handlers`: the answers to incoming queries;
 * :mod:`~mldht.core.operations`, :mod:`~mldht.core.store_ops`: one class per operation,
   which gets the answers, errors and timeouts of the queries it sent;
-* :mod:`~mldht.core.maintenance`: bootstrap (with its backoff) and the periodic round.
+* :mod:`~mldht.core.maintenance`: bootstrap (with its backoff) and the periodic round;
+* :mod:`~mldht.core.republish`: the BEP 44 re-puts of the items this node put.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError, InvalidArgument
 from . import bep42, bep44
-from .admission import RateLimiter
+from .admission import MALFORMED_COST, Admission, cheap_reject
 from .compact import Addr, NodeInfo
 from .config import NodeConfig
 from .context import Context
@@ -45,6 +46,7 @@ from .krpc import (
 from .maintenance import Bootstrapper, Maintenance
 from .operations import Call, FindNodeOp, GetOp, GetPeersOp, LookupOp, PingOp, SampleOp
 from .peer_store import PeerStore
+from .republish import REPUBLISH_INTERVAL, Publication, Republisher
 from .routing import RoutingTable
 from .store_ops import AnnounceOp, ImmutablePutOp, MutablePutOp, check_value
 from .tokens import TokenManager
@@ -69,6 +71,8 @@ class NodeState:
         now: float,
         config: NodeConfig | None = None,
         saved_items: Iterable[StoredItem] | None = None,
+        *,
+        republish_interval: float = REPUBLISH_INTERVAL,
     ) -> None:
         if len(node_id) != 20:
             raise InvalidArgument("node id must be 20 bytes")
@@ -84,6 +88,12 @@ class NodeState:
             "timeouts": 0,
             "dropped": 0,
             "rate_limited": 0,
+            "dropped_banned": 0,
+            "dropped_oversize": 0,
+            "dropped_not_dict": 0,
+            "dropped_deep": 0,
+            "dropped_malformed": 0,
+            "dropped_unmatched": 0,
             "internal_errors": 0,
         }
         self._ctx = ctx = Context(node_id, self._new_table(node_id), config, rng, self.stats)
@@ -103,11 +113,15 @@ class NodeState:
             self.items.load(saved_items, now)
         self.voter = bep42.ExternalIPVoter()
         self.external_ip: str | None = None
-        self._limiter = RateLimiter(config.rate_limit)
+        self._admission = Admission(config.rate_limit)
         self._handlers = QueryHandlers(ctx, self.peer_store, self.items, self.tokens)
         self._answer = self._handlers.dispatch
         self._bootstrapper = Bootstrapper(ctx)
         self._maintenance = Maintenance(ctx, self._bootstrapper, self.peer_store, self.items, now)
+        try:
+            self.republisher = Republisher(ctx, republish_interval)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
         self._read_only_peers: dict[Addr, None] = {}
         self._recently_pinged: dict[Addr, float] = {}
 
@@ -158,6 +172,9 @@ class NodeState:
             od = op.next_deadline()
             if od is not None and od < d:
                 d = od
+        r = self.republisher.next_deadline()
+        if r is not None and r < d:
+            d = r
         return d
 
     # --------------------------------------------------------------------- receive
@@ -165,23 +182,39 @@ class NodeState:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """Handle one datagram. Never raises.
 
-        Garbage (a decode failure, or a reply nobody waits for) is counted in
-        ``stats["dropped"]`` (malformed queries are answered with 203/204). Any other
+        Admission comes first (:mod:`~mldht.core.admission`): the source's budget, then
+        cheap checks of size, shape and depth, before a byte is decoded. Every drop is
+        counted in ``stats["dropped"]`` and by reason in ``stats["dropped_<reason>"]``
+        (``banned``, ``oversize``, ``not_dict``, ``deep``, ``malformed``, ``unmatched``:
+        a reply nobody waits for) or ``stats["rate_limited"]``; junk is charged to its
+        source, and malformed queries within budget are answered with 203/204. Any other
         exception is a bug of ours: it is counted in ``stats["internal_errors"]`` and
         logged at ERROR level with its traceback on the ``mldht.core`` logger (the core
         does no I/O of its own; the application's logging config decides where it goes).
         """
+        stats = self.stats
+        verdict = self._admission.admit(addr[0], now)
+        if verdict is not None:
+            stats["dropped"] += 1
+            if verdict == "rate":
+                stats["rate_limited"] += 1
+            else:
+                stats["dropped_banned"] += 1
+            return
+        reason = cheap_reject(data)
+        if reason is not None:
+            stats["dropped"] += 1
+            stats["dropped_" + reason] += 1
+            self._admission.charge(addr[0], MALFORMED_COST, now)
+            return
         try:
             try:
                 msg = decode_message(data)
             except MalformedMessage as exc:
-                self.stats["dropped"] += 1
-                if (
-                    exc.is_query
-                    and exc.t is not None
-                    and not self.config.read_only
-                    and self._limiter.allow(addr[0], now)
-                ):
+                stats["dropped"] += 1
+                stats["dropped_malformed"] += 1
+                self._admission.charge(addr[0], MALFORMED_COST, now)
+                if exc.is_query and exc.t is not None and not self.config.read_only:
                     self._ctx.reply_error(exc.t, exc.code, exc.reason, addr)
                 return
             if isinstance(msg, Query):
@@ -197,9 +230,6 @@ class NodeState:
     def _on_query(self, q: Query, addr: Addr, now: float) -> None:
         self.stats["queries_in"] += 1
         if self.config.read_only:  # BEP 43: a read-only node answers no queries
-            return
-        if not self._limiter.allow(addr[0], now):
-            self.stats["rate_limited"] += 1
             return
         body = q.body
         sid = body.id
@@ -227,6 +257,7 @@ class NodeState:
         p = ctx.tx.match(msg.t, addr)
         if p is None:
             self.stats["dropped"] += 1
+            self.stats["dropped_unmatched"] += 1
             return
         self.stats["responses_in"] += 1
         try:
@@ -374,6 +405,38 @@ class NodeState:
     def sample_infohashes(self, addr: Addr, target: bytes, now: float) -> int:
         return SampleOp(self._ctx, addr, target).start(now)
 
+    # ---------------------------------------------------------------- republish
+
+    def add_publication(
+        self,
+        v_bencoded: bytes,
+        due: float,
+        *,
+        keypair: bep44.KeyPair | None = None,
+        salt: bytes = b"",
+        seq: int | None = None,
+    ) -> Publication:
+        """Re-put this item every ``republish_interval``, the first time at ``due``
+        (BEP 44; :mod:`~mldht.core.republish`). Mutable items (``keypair``) keep ``seq``.
+        An item with the same target is replaced."""
+        try:
+            return self.republisher.add(v_bencoded, due, keypair=keypair, salt=salt, seq=seq)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+
+    def stop_republishing(self, target: bytes) -> bool:
+        """Stop re-putting ``target``; False if it was not republished."""
+        return self.republisher.remove(target)
+
+    @property
+    def republishing(self) -> frozenset[bytes]:
+        """Targets of the items this node re-puts."""
+        return self.republisher.targets
+
+    def publications(self) -> list[Publication]:
+        """The items this node re-puts (e.g. to save the list)."""
+        return self.republisher.publications()
+
     # ---------------------------------------------------------------------- timer
 
     def handle_timer(self, now: float) -> None:
@@ -383,6 +446,7 @@ class NodeState:
         for op in list(ctx.running.values()):
             op.handle_timer(now)
         self._maintenance.handle_timer(now)
+        self.republisher.handle_timer(now)
 
     # ---------------------------------------------------------------- inspection
 

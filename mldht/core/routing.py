@@ -784,3 +784,18 @@ class RoutingTable:
             "last_query": entry.last_query,
             "version": None if entry.version is None else entry.version.hex(),
         }
+
+    def check_indexes(self) -> None:
+        """Raise AssertionError unless the id and IP indexes name exactly the entries
+        in the buckets and their replacement caches (a consistency check for tests)."""
+        held = [e for b in self._buckets for e in b.live + b.cache]
+        if {id(e) for e in held} != {id(e) for e in self._by_id.values()} or len(held) != len(
+            self._by_id
+        ):
+            raise AssertionError("the id index does not match the buckets")
+        if any(self._by_id.get(e.node.id) is not e for e in held):
+            raise AssertionError("an entry is indexed under another id")
+        if len(self._by_ip) != len(held) or any(
+            self._by_id.get(e.node.id) is not e for e in self._by_ip.values()
+        ):
+            raise AssertionError("the IP index does not match the id index")

@@ -759,9 +759,8 @@ def test_random_event_sequences_keep_the_table_consistent(seed: int, steps: int)
     assert isinstance(buckets, list)
     listed = {e["id"] for b in buckets for e in b["nodes"] + b["replacements"]}
     # the id and IP indexes name exactly the entries in buckets and caches
-    assert {i.hex() for i in table._by_id} == listed
-    assert len(table._by_ip) == len(listed)
-    assert all(table._by_id[e.id] is e for e in table._by_ip.values())
+    table.check_indexes()
+    assert len(listed) == len(table) + table.replacement_count()
     assert sum(len(b["replacements"]) for b in buckets) == table.replacement_count()
     for node in table:
         entry = table.get(node.id)

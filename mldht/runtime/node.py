@@ -186,7 +186,10 @@ class DHTNode(ItemAPI):
         # routers are first contacts only (BEP 5 asks not to put them in tables).
         self._routers_are_nodes = bootstrap is not None
         self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
-        self._rng = random.Random(os.urandom(16))
+        # The operating system's CSPRNG: token secrets, transaction ids and node ids must
+        # not be predictable from what a node sends (a seeded Mersenne Twister can be
+        # recovered from 624 of its outputs). Seeded RNGs are for the simulator.
+        self._rng: random.Random = random.SystemRandom()
         # A lookup ends within lookup_timeout, its store phase within one more
         # query_timeout (core); this bound only catches a core that broke its promise.
         self._op_bound = self.config.lookup_timeout + 2 * self.config.query_timeout + 10.0

@@ -31,7 +31,7 @@ from mldht.core.events import (
 )
 from mldht.core.handlers import QueryHandlers
 from mldht.core.item_store import ItemStore
-from mldht.core.krpc import Ping, PingResponse, Query, decode_message
+from mldht.core.krpc import PingResponse, Query, decode_message
 from mldht.core.maintenance import BACKOFF_MAX, BACKOFF_MIN
 from mldht.core.node import NodeState
 from mldht.core.operations import (
@@ -143,14 +143,14 @@ def test_garbage_is_dropped_not_an_internal_error() -> None:
 
 
 def test_a_bug_in_a_handler_is_counted_and_logged_not_dropped(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node = _node()
 
     def broken(*args: object) -> None:
         raise ZeroDivisionError("bug")
 
-    node._answer[Ping] = broken
+    monkeypatch.setattr(Context, "reply", broken)  # the ping handler's answer fails
     with caplog.at_level(logging.ERROR, logger="mldht.core"):
         node.receive_datagram(_ping_query(), CLIENT, 1.0)  # must not raise
     assert node.stats["internal_errors"] == 1
@@ -256,11 +256,12 @@ def test_bootstrap_backs_off_from_5_s_doubling_to_5_min_then_resets() -> None:
 
 
 def test_events_of_silent_operations_are_not_emitted() -> None:
-    node = _node()
-    ctx = node._ctx
+    rng = random.Random(7)
+    own = b"\x11" * 20
+    ctx = Context(own, RoutingTable(own, rng=rng), NodeConfig(), rng, {})
     FindNodeOp(ctx, b"t" * 20, silent=True).start(0.0)  # nobody to ask: ends at once
-    events: list[Event] = list(iter(node.next_event, None))
+    events: list[Event] = list(ctx.events)
     assert events == []
     op = FindNodeOp(ctx, b"t" * 20).start(0.0)
-    assert [type(e) for e in iter(node.next_event, None)] == [LookupDone]
+    assert [type(e) for e in ctx.events] == [LookupDone]
     assert op not in ctx.running

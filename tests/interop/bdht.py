@@ -295,6 +295,11 @@ class BdhtPeer:
         """The process's exit status, ``None`` while it runs."""
         return self._proc.poll()
 
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        """The Node.js child process (for tests of its own lifetime)."""
+        return self._proc
+
     # --- commands -----------------------------------------------------------------------
 
     def ping(self, timeout: float = 5.0) -> None:

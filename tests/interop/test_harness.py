@@ -80,7 +80,7 @@ def test_bdht_process_answers_and_reports_errors(make_bdht: MakeBdht) -> None:
 
 def test_bdht_process_exits_when_stdin_closes(make_bdht: MakeBdht) -> None:
     bd = make_bdht()
-    proc = bd._proc
+    proc = bd.process
     assert proc.stdin is not None
     proc.stdin.close()  # what a crashed test leaves behind
     assert proc.wait(timeout=5) == 0

@@ -4,7 +4,8 @@ Every operation started on a NodeState (``ping``, ``find_node``, ``get_peers``, 
 returns an integer op id; exactly one terminal event (``*Done``) carrying that id is
 emitted when it ends, possibly preceded by progress events (``PeersFound``).
 :func:`is_terminal` tells them apart (runtimes and the simulator use it to know when an
-operation is over); ``ExternalAddressChanged`` belongs to no operation.
+operation is over); ``ExternalAddressChanged`` and ``RepublishStopped`` belong to no
+operation.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "PeersFound",
     "PingDone",
     "PutDone",
+    "RepublishStopped",
     "SampleDone",
     "TerminalEvent",
     "is_terminal",
@@ -129,6 +131,16 @@ class ExternalAddressChanged:
     node_id: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class RepublishStopped:
+    """The node stopped republishing the mutable item ``target`` (seq ``seq``): a re-put
+    was refused as old and a get found ``newer_seq`` (someone with the key put it)."""
+
+    target: bytes
+    seq: int
+    newer_seq: int
+
+
 Event = (
     PingDone
     | PeersFound
@@ -138,6 +150,7 @@ Event = (
     | PutDone
     | SampleDone
     | ExternalAddressChanged
+    | RepublishStopped
 )
 
 TERMINAL_EVENTS: tuple[type[Event], ...] = (

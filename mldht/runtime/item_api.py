@@ -2,28 +2,28 @@
 
 :class:`ItemAPI` is a mixin of :class:`DHTNode`: every method here runs over the node's
 operation primitive (:meth:`DHTNode.operation`), so ``DHTNode`` keeps the public methods
-the README documents while its module keeps only the I/O loop. One more task of the node
-(:meth:`ItemAPI._republish_loop`) re-puts the items this node put, about hourly (BEP 44
-asks publishers to). The value and key conventions are in :mod:`mldht.runtime.items`.
+the README documents while its module keeps only the I/O loop. The items this node put are
+re-put about hourly (BEP 44 asks publishers to) by the core
+(:class:`~mldht.core.republish.Republisher`, on the node's timer); the runtime registers
+each put that succeeded and keeps the list in ``republish.json``. The value and key
+conventions are in :mod:`mldht.runtime.items`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import anyio
+from typing import TYPE_CHECKING, TypeVar
 
 from ..core import bep44
 from ..core.bencode import BValue
-from ..core.events import Event, GetDone, Item, PutDone
-from ..errors import InvalidArgument, KRPCError, MldhtError, NotStored
+from ..core.events import Event, GetDone, Item, PutDone, RepublishStopped
+from ..core.republish import REPUBLISH_INTERVAL
+from ..errors import InvalidArgument, KRPCError, NotStored
 from . import persist
 from .items import (
     IDENTITY_FILE,
-    Publication,
     as_id,
     as_infohash,
     as_public_key,
@@ -44,12 +44,7 @@ __all__ = ["REPUBLISH_INTERVAL", "ItemAPI", "check_stored"]
 
 log = logging.getLogger("mldht.node")
 
-REPUBLISH_INTERVAL = 3600.0
-"""Seconds between re-puts of the items this node put (BEP 44: about hourly; items not
-re-put expire after 2 hours)."""
-
-_REPUBLISH_CONCURRENCY = 8
-"""Republish lookups running at once."""
+T = TypeVar("T")
 
 
 def check_stored(done: PutDone, what: str) -> None:
@@ -75,19 +70,20 @@ class ItemAPI:
     _state_dir: Path | None
     _keypair: KeyPair | None
     _republish_interval: float
-    _published: dict[bytes, Publication]
-    _republish_wake: anyio.Event | None
+    _state_obj: NodeState | None
 
     def _init_items(self, keypair: KeyPair | None, republish_interval: float) -> None:
         if not republish_interval > 0:
             raise InvalidArgument(f"republish_interval must be positive: {republish_interval!r}")
         self._keypair = keypair
         self._republish_interval = float(republish_interval)
-        self._published = {}
-        self._republish_wake = None
 
     # provided by DHTNode
     async def _run(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Event:
+        raise NotImplementedError
+
+    def _core(self, call: Callable[[NodeState, float], T]) -> T:
+        """``call(state, now)`` on the running core, then dispatch what it produced."""
         raise NotImplementedError
 
     def stored_item(self, target: bytes | str) -> Item | None:
@@ -307,11 +303,13 @@ class ItemAPI:
         (their secret key is not saved there; items signed with other key pairs, whose
         secret the node must not write to disk, are republished by this run only).
         """
-        return frozenset(self._published)
+        state = self._state_obj
+        return frozenset() if state is None else state.republishing
 
     def stop_republishing(self, target: bytes) -> bool:
         """Stop re-putting the item with ``target``; False if it was not republished."""
-        if self._published.pop(bytes(target), None) is None:
+        state = self._state_obj
+        if state is None or not state.stop_republishing(bytes(target)):
             return False
         self._save_publications()
         return True
@@ -319,18 +317,23 @@ class ItemAPI:
     def _remember_publication(
         self, done: PutDone, v_bencoded: bytes, keypair: KeyPair | None, salt: bytes
     ) -> None:
-        pub = Publication(
-            done.target,
-            v_bencoded,
-            keypair,
-            salt,
-            done.seq if keypair is not None else None,
-            anyio.current_time() + self._republish_interval,
+        interval = self._republish_interval
+        self._core(
+            lambda state, now: state.add_publication(
+                v_bencoded, now + interval, keypair=keypair, salt=salt, seq=done.seq
+            )
         )
-        self._published[done.target] = pub
         self._save_publications()
-        if self._republish_wake is not None:
-            self._republish_wake.set()
+
+    def _republish_stopped(self, event: RepublishStopped) -> None:
+        """The core dropped a mutable item superseded by a newer seq: say so, save."""
+        log.info(
+            "stopped republishing %s: seq %d superseded by %d",
+            event.target.hex(),
+            event.seq,
+            event.newer_seq,
+        )
+        self._save_publications()
 
     def _own_keypair(self) -> KeyPair | None:
         """The node's own key pair if it has one already (never creates identity.key)."""
@@ -347,7 +350,7 @@ class ItemAPI:
         ever written there, so items signed with other key pairs are republished by this
         run only.
         """
-        if self._state_dir is None:
+        if self._state_dir is None or self._state_obj is None:
             return
         own = self._own_keypair()
         saved = [
@@ -358,7 +361,7 @@ class ItemAPI:
                 p.seq,
                 None if p.keypair is None else p.keypair.public_key,
             )
-            for p in self._published.values()
+            for p in self._state_obj.publications()
             if p.keypair is None or (own is not None and p.keypair.public_key == own.public_key)
         ]
         try:
@@ -366,11 +369,12 @@ class ItemAPI:
         except OSError as exc:
             log.warning("could not save the republish list in %s: %s", self._state_dir, exc)
 
-    def _load_publications(self) -> None:
-        """Take up the republish list a previous run saved; each item is re-put soon."""
+    def _load_publications(self, state: NodeState, now: float) -> None:
+        """Hand the republish list a previous run saved to the core; each item is re-put
+        as soon as the node has joined."""
         if self._state_dir is None:
             return
-        now = anyio.current_time()
+        count = 0
         for saved in persist.load_publications(self._state_dir):
             keypair = None
             if saved.public_key is not None:
@@ -381,59 +385,16 @@ class ItemAPI:
                         saved.target.hex(),
                     )
                     continue
-            self._published[saved.target] = Publication(
-                saved.target, saved.v_bencoded, keypair, saved.salt, saved.seq, now
-            )
-        if self._published:
-            log.info("republishing %d saved items", len(self._published))
-
-    async def _republish_loop(self) -> None:
-        limiter = anyio.CapacityLimiter(_REPUBLISH_CONCURRENCY)
-        while True:
-            now = anyio.current_time()
-            due = [p for p in self._published.values() if p.due <= now]
-            if due:
-                async with anyio.create_task_group() as tg:
-                    for pub in due:
-                        pub.due = now + self._republish_interval
-                        tg.start_soon(self._republish, pub, limiter)
-                continue
-            next_due = min((p.due for p in self._published.values()), default=math.inf)
-            self._republish_wake = anyio.Event()
-            with anyio.move_on_after(next_due - now):
-                await self._republish_wake.wait()
-
-    async def _republish(self, pub: Publication, limiter: anyio.CapacityLimiter) -> None:
-        async with limiter:
-            if self._published.get(pub.target) is not pub:
-                return  # replaced by a newer put, or stopped, meanwhile
             try:
-                done = await self._put(pub.v_bencoded, pub.keypair, pub.salt, pub.seq, None)
-                log.debug("republished %s: %d nodes", pub.target.hex(), done.accepted)
-                if pub.keypair is None or not any(c in (301, 302) for c, _ in done.errors):
-                    return
-                # Refused as old: someone holding the key may have put a newer seq. Stop
-                # then (re-putting the old one helps nobody); an equal seq, which some
-                # nodes refuse too, keeps being refreshed.
-                newest = await self.get_item(pub.target, salt=pub.salt, mutable=True)
-            except MldhtError as exc:
-                log.debug("republishing %s failed: %s", pub.target.hex(), exc)
-                return
-            except Exception:  # never let one item take the node's task group down
-                log.warning("republishing %s failed", pub.target.hex(), exc_info=True)
-                return
-            if (
-                newest is not None
-                and newest.seq is not None
-                and pub.seq is not None
-                and newest.seq > pub.seq
-                and self._published.get(pub.target) is pub
-            ):
-                del self._published[pub.target]
-                self._save_publications()
-                log.info(
-                    "stopped republishing %s: seq %d superseded by %d",
-                    pub.target.hex(),
-                    pub.seq,
-                    newest.seq,
+                pub = state.add_publication(
+                    saved.v_bencoded, now, keypair=keypair, salt=saved.salt, seq=saved.seq
                 )
+            except InvalidArgument as exc:
+                log.info("not republishing %s: %s", saved.target.hex(), exc)
+                continue
+            if pub.target != saved.target:  # pragma: no cover - persist checks targets
+                state.stop_republishing(pub.target)
+                continue
+            count += 1
+        if count:
+            log.info("republishing %d saved items", count)

@@ -12,7 +12,7 @@ import ipaddress
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING
 
-from ..errors import DecodeError, InvalidArgument
+from ..errors import InvalidArgument
 from .compact import ip_to_bytes
 from .ids import ID_LEN
 
@@ -67,20 +67,9 @@ _MASK_V6 = bytes.fromhex("0103070f1f3f7fff")
 
 
 def packed_ip(ip: str) -> bytes:
-    """4 or 16 packed bytes of an IP in text form; ValueError if it is not one.
-
-    An IPv4-mapped IPv6 address (how a dual-stack socket reports IPv4 peers) gives its
-    4 IPv4 bytes: one host, one identity (for BEP 42 checks, tokens and the peer store).
-    """
-    if ":" not in ip:
-        try:
-            return ip_to_bytes(ip)
-        except DecodeError:
-            raise ValueError(f"not an IP address: {ip!r}") from None
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped.packed
-    return addr.packed
+    """``ip_to_bytes(ip, unmap=True)``: an IPv4-mapped IPv6 address gives its 4 IPv4
+    bytes. Raises :class:`InvalidArgument` (a ValueError) if ``ip`` is not an IP."""
+    return ip_to_bytes(ip, unmap=True)
 
 
 def node_id_crc(ip: str | bytes, rand: int) -> int:
@@ -88,15 +77,7 @@ def node_id_crc(ip: str | bytes, rand: int) -> int:
 
     Only ``rand & 7`` enters the hash. Raises :class:`InvalidArgument` for a bad IP.
     """
-    if isinstance(ip, bytes):
-        if len(ip) not in (4, 16):
-            raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(ip)}")
-        raw = ip
-    else:
-        try:
-            raw = packed_ip(ip)
-        except ValueError:
-            raise InvalidArgument(f"not an IP address: {ip!r}") from None
+    raw = ip_to_bytes(ip, unmap=isinstance(ip, str))
     mask = _MASK_V4 if len(raw) == 4 else _MASK_V6
     x = bytearray(b & m for b, m in zip(raw, mask, strict=False))
     x[0] |= (rand & 7) << 5
@@ -136,7 +117,7 @@ def is_valid_node_id(node_id: bytes, ip: str, *, honor_exemptions: bool = True) 
         return False
     try:
         raw = packed_ip(ip)
-    except ValueError:
+    except InvalidArgument:
         return False
     if honor_exemptions and _is_exempt_packed(raw):
         return True
@@ -187,7 +168,7 @@ def is_exempt(ip: str) -> bool:
     """
     try:
         raw = packed_ip(ip)
-    except ValueError:
+    except InvalidArgument:
         return False
     return _is_exempt_packed(raw)
 

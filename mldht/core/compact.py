@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import DecodeError
+from ..errors import DecodeError, InvalidArgument
 
 __all__ = [
     "Addr",
@@ -41,26 +41,47 @@ def is_ipv6(ip: str) -> bool:
     return ":" in ip
 
 
-def ip_to_bytes(ip: str) -> bytes:
-    """Packed form of an IP address (4 or 16 bytes)."""
-    if ":" not in ip:  # fast path for dotted quads: ipaddress is slow on the hot path
+def ip_to_bytes(ip: str | bytes, *, unmap: bool = False) -> bytes:
+    """Packed form of an IP address: 4 bytes (IPv4) or 16 (IPv6).
+
+    ``ip`` is text, or already packed (4 or 16 bytes, returned as is). With ``unmap``, an
+    IPv4-mapped IPv6 address (how a dual-stack socket reports IPv4 peers) gives its 4 IPv4
+    bytes: one host, one identity (BEP 42 checks, tokens, the peer store). Anything else
+    raises :class:`InvalidArgument` (a ValueError): addresses in text come from our own
+    sockets, config and callers; network data arrives packed and is length-checked first.
+    """
+    if isinstance(ip, bytes):
+        if len(ip) not in (4, 16):
+            raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(ip)}")
+        raw = ip
+    elif ":" not in ip:  # fast path for dotted quads: ipaddress is slow on the hot path
         parts = ip.split(".")
         if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
             try:
                 return bytes([int(p) for p in parts])
             except ValueError:  # an octet over 255
                 pass
-        raise DecodeError(f"not an IP address: {ip!r}")
-    try:
-        return ipaddress.ip_address(ip).packed
-    except ValueError:
-        raise DecodeError(f"not an IP address: {ip!r}") from None
+        raise InvalidArgument(f"not an IP address: {ip!r}")
+    else:
+        try:
+            raw = ipaddress.IPv6Address(ip).packed
+        except ValueError:
+            raise InvalidArgument(f"not an IP address: {ip!r}") from None
+    if unmap and len(raw) == 16 and raw[:12] == _V4_MAPPED:
+        return raw[12:]
+    return raw
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def ip_from_bytes(raw: bytes) -> str:
-    """Text form of a packed IPv4 (4 bytes) or IPv6 (16 bytes) address."""
+    """Text form of a packed IPv4 (4 bytes) or IPv6 (16 bytes) address; another length
+    raises :class:`InvalidArgument` (decoders check record lengths before calling this)."""
     if len(raw) == 4:
         return f"{raw[0]}.{raw[1]}.{raw[2]}.{raw[3]}"
+    if len(raw) != 16:
+        raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(raw)}")
     return str(ipaddress.IPv6Address(raw))
 
 
@@ -69,7 +90,7 @@ def encode_peer(addr: Addr) -> bytes:
     """6 bytes (IPv4) or 18 bytes (IPv6): address then big-endian port."""
     ip, port = addr
     if not 0 < port < 65536:
-        raise DecodeError(f"port out of range: {port}")
+        raise InvalidArgument(f"port out of range: {port}")
     return ip_to_bytes(ip) + port.to_bytes(2, "big")
 
 

@@ -23,14 +23,12 @@ is cheap next to the rest of an announce (10 KB for 1000 IPv4 peers).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError, InvalidArgument
-from .bep42 import packed_ip
-from .compact import ip_from_bytes
+from .compact import ip_from_bytes, ip_to_bytes
 from .ids import ID_LEN
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
@@ -72,20 +70,9 @@ BLOOM_BITS = 8 * BLOOM_BYTES
 _BLOOM_K = 2
 
 
-def _ip_bytes(ip: str | bytes) -> bytes:
-    if isinstance(ip, bytes):
-        if len(ip) not in (4, 16):
-            raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(ip)}")
-        return ip
-    try:
-        return ipaddress.ip_address(ip).packed
-    except ValueError:
-        raise InvalidArgument(f"not an IP address: {ip!r}") from None
-
-
 def bloom_insert(bloom: bytearray, ip: str | bytes) -> None:
     """Add an IP (text or 4/16 packed bytes; never a port) to a 256-byte BEP 33 filter."""
-    h = hashlib.sha1(_ip_bytes(ip)).digest()
+    h = hashlib.sha1(ip_to_bytes(ip)).digest()
     # BEP 33: the two indices are bytes 0-1 and 2-3 read little-endian; bits LSB-first.
     i1 = (h[0] | h[1] << 8) % BLOOM_BITS
     i2 = (h[2] | h[3] << 8) % BLOOM_BITS
@@ -130,14 +117,6 @@ def bloom_estimate(bloom: bytes) -> float:
 
 # ---------------------------------------------------------------------------------------
 # Helpers on record arrays
-
-
-def _pack_ip(ip: str) -> bytes:
-    """4 or 16 bytes; an IPv4-mapped IPv6 address (dual-stack socket) is stored as IPv4."""
-    try:
-        return packed_ip(ip)
-    except ValueError:
-        raise InvalidArgument(f"not an IP address: {ip!r}") from None
 
 
 def _stamp_at(arr: bytes, index: int, size: int) -> int:
@@ -357,7 +336,7 @@ class PeerStore:
         ip, port = addr
         if not 0 < port < 65536:
             raise InvalidArgument(f"port out of range: {port}")
-        packed = _pack_ip(ip)
+        packed = ip_to_bytes(ip, unmap=True)
         rel = self._clock(now)
         return self._put(infohash, packed, port, bool(seed), self._expiry(rel, self.peer_ttl), rel)
 
@@ -547,7 +526,7 @@ class PeerStore:
             try:
                 hx, ip, port, seed, left = entry
                 infohash = bytes.fromhex(hx)
-                packed = _pack_ip(ip) if isinstance(ip, str) else b""
+                packed = ip_to_bytes(ip, unmap=True) if isinstance(ip, str) else b""
                 ok = (
                     len(infohash) == ID_LEN
                     and bool(packed)

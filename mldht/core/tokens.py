@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
-from .bep42 import packed_ip
+from .compact import ip_to_bytes
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -110,10 +110,7 @@ class TokenManager:
 
         Raises :class:`InvalidArgument` when ``ip`` is not an IP address.
         """
-        try:
-            packed = packed_ip(ip)
-        except ValueError:
-            raise InvalidArgument(f"not an IP address: {ip!r}") from None
+        packed = ip_to_bytes(ip, unmap=True)
         self.rotate(now)
         return self._mac(self._current, packed, bytes(target))
 
@@ -126,8 +123,8 @@ class TokenManager:
         if not isinstance(token, bytes) or len(token) != self.token_len:
             return False
         try:
-            packed = packed_ip(ip)
-        except ValueError:
+            packed = ip_to_bytes(ip, unmap=True)
+        except InvalidArgument:
             return False
         self.rotate(now)
         target = bytes(target)

@@ -10,8 +10,16 @@ from hypothesis import strategies as st
 
 from mldht.core import krpc
 from mldht.core.bencode import bdecode, bencode
-from mldht.core.compact import NodeInfo, decode_nodes, decode_peer, encode_nodes, encode_peer
-from mldht.errors import DecodeError
+from mldht.core.compact import (
+    NodeInfo,
+    decode_nodes,
+    decode_peer,
+    encode_nodes,
+    encode_peer,
+    ip_from_bytes,
+    ip_to_bytes,
+)
+from mldht.errors import DecodeError, InvalidArgument
 
 # The BEP 5 examples, as given in BEP 5.
 BEP5_QUERIES = [
@@ -318,8 +326,17 @@ def test_compact_formats() -> None:
         decode_peer(b"\x01\x02\x03\x04\x00\x00")  # port 0
     with pytest.raises(DecodeError):
         decode_peer(b"12345")
-    with pytest.raises(DecodeError):
-        encode_peer(("1.2.3.4", 0))
+    with pytest.raises(InvalidArgument):
+        encode_peer(("1.2.3.4", 0))  # our own address: misuse, not bad network data
+    with pytest.raises(InvalidArgument):
+        encode_peer(("1.2.3.256", 1))
+    with pytest.raises(InvalidArgument):
+        ip_from_bytes(b"\x01\x02\x03")
+    assert ip_to_bytes("::ffff:1.2.3.4") == bytes(10) + b"\xff\xff\x01\x02\x03\x04"
+    assert ip_to_bytes("::ffff:1.2.3.4", unmap=True) == b"\x01\x02\x03\x04"
+    assert ip_to_bytes(b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04"
+    for ip in ("1.2.3.4", "2001:db8::1"):
+        assert ip_from_bytes(ip_to_bytes(ip)) == ip
     # port-0 node records are skipped
     zero = b"z" * 20 + b"\x01\x02\x03\x04\x00\x00"
     assert decode_nodes(zero + encode_nodes([n4])) == [n4]

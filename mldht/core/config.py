@@ -42,8 +42,13 @@ class NodeConfig:
     max_values: int = 50
     """Peers returned in one get_peers answer at most."""
     rate_limit: float = 100.0
-    """Queries per second accepted from one IP (token bucket, burst = 2 s worth);
-    0 or less: no limit."""
+    """Datagrams per second accepted from one source (an IPv4 address, a public IPv6 /64)
+    before any is decoded (token bucket, burst = 2 s worth; junk costs more, persistent
+    offenders are banned for 5 minutes: :mod:`mldht.core.admission`); 0 or less: no
+    limit."""
+    send_rate: float = 2_000_000.0
+    """Global send budget in bytes per second (burst = 1 s worth); answers may spend all
+    of it, our own queries only the first three quarters. 0 or less: no limit."""
     maintenance_interval: float = 5.0
     """Seconds between maintenance rounds (pings of questionable nodes, bucket refresh,
     store expiry, bootstrap retry)."""
@@ -52,6 +57,21 @@ class NodeConfig:
     ``soft_timeout``) and do not wait for queries past it (the8472/mldht)."""
     restrict_ips: bool = True
     """One routing table entry per IP (libtorrent's dht_restrict_routing_ips)."""
+    enforce_node_id: bool = False
+    """Public nodes whose id is not BEP 42-valid for their IP never enter the routing
+    table (libtorrent's dht_enforce_node_id). Valid ids are preferred either way."""
+    local_network: bool | None = None
+    """Our own address scope: True when the node is bound to a loopback or private
+    address (a local network: loopback and private nodes, peers and candidates are
+    accepted), False on a public address (they are dropped as bogons), None when
+    unknown (accepted, as on a local network)."""
+    max_peers_per_source: int = 200
+    """Peer entries one announcing /24 (IPv6: /64) may hold in our peer store in total;
+    local-network announcers are exempt."""
+    max_peers_per_source_per_infohash: int = 4
+    """Peer entries one announcing /24 (IPv6: /64) may hold for one info-hash."""
+    max_items_per_source: int = 100
+    """BEP 44 items one putting /24 (IPv6: /64) may hold in our item store."""
 
     @classmethod
     def names(cls) -> frozenset[str]:

@@ -15,6 +15,18 @@ Refinements beyond BEP 5 (all from libtorrent's routing_table.cpp):
 * at most one entry per public IP address in the whole table (live entries and caches);
   loopback and private addresses count per ip:port, so that a local network may run
   several nodes on one address;
+* at most one entry per public /24 (IPv6: /64) in each bucket, live entries and the
+  replacement cache together (libtorrent's restrict_routing_ips: "one per /24 per
+  bucket"); local addresses are exempt. Both IP rules go with ``one_per_ip``;
+* BEP 42-valid ids (the ``prefer`` hook) are preferred: a node whose id is not valid
+  never pushes a valid one out (same ip:port with a new id, same /24, the replacement
+  cache), while a valid newcomer to a full bucket that cannot split takes the place of
+  the least recently seen invalid entry (which moves to the replacement cache). With
+  ``enforce_node_id`` public nodes with BEP 42-invalid ids never enter (libtorrent's
+  enforce_node_id);
+* bogon addresses never enter (:mod:`mldht.core.netaddr`: unspecified, multicast,
+  broadcast, reserved, port 0), nor loopback and private ones when ``local_network`` is
+  False (our node is on a public address);
 * the same ip:port showing up with a new id evicts the old entry, while the same id from
   another address does not move an entry that is not bad.
 
@@ -35,9 +47,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from .bep42 import is_local_ip
+from .bep42 import is_local_ip, is_valid_node_id
 from .compact import Addr, NodeInfo
 from .ids import ID_BITS, ID_LEN, id_from_int, random_id_in_range
+from .netaddr import is_acceptable, local_allowed, source_key
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -83,6 +96,8 @@ class RoutingEntry:
     """True for a live entry, False while it waits in a replacement cache."""
     ping_pending: bool = False
     """Handed out by :meth:`RoutingTable.nodes_to_ping`, not yet reported back."""
+    subnet: bytes | None = None
+    """The /24 (IPv6: /64) of a public address, None for a local one (see netaddr)."""
 
     @property
     def id(self) -> bytes:
@@ -145,7 +160,15 @@ class RoutingTable:
       this many seconds.
     * ``recent_pings``: how many addresses that memory holds (oldest forgotten first).
     * ``prefer``: nodes for which it returns True are chosen first from replacement caches
-      and dropped last from them (e.g. BEP 42-verified ids).
+      and dropped last from them (e.g. BEP 42-verified ids); a node it rejects never
+      pushes out one it accepts, and one it accepts may take a full bucket's place from
+      one it rejects.
+    * ``one_per_ip``: one entry per public IP in the table and one per public /24 (/64)
+      per bucket (libtorrent's dht_restrict_routing_ips).
+    * ``enforce_node_id``: public nodes whose id is not BEP 42-valid never enter.
+    * ``local_network``: our own address scope: True on a loopback / private network,
+      False on a public address (local-network nodes are then turned away), None unknown
+      (local-network nodes allowed). Bogons never enter whatever the scope.
     """
 
     def __init__(
@@ -163,6 +186,8 @@ class RoutingTable:
         recent_pings: int = 1024,
         prefer: Callable[[NodeInfo], bool] | None = None,
         one_per_ip: bool = True,
+        enforce_node_id: bool = False,
+        local_network: bool | None = None,
     ) -> None:
         if len(own_id) != ID_LEN:
             raise InvalidArgument(f"own id must be {ID_LEN} bytes, got {len(own_id)}")
@@ -190,6 +215,8 @@ class RoutingTable:
         self._ping_interval = ping_interval
         self._recent_pings_max = recent_pings
         self._prefer = prefer
+        self._enforce_node_id = enforce_node_id
+        self._local_ok = local_allowed(local_network)
 
         self._buckets: list[_Bucket] = [_Bucket(0, self._limit(0), None)]
         # live entries and cached entries alike: one entry per id and one per IP
@@ -322,14 +349,21 @@ class RoutingTable:
             # nobody can take over a good node's place by claiming its id.
             if not self._is_bad(entry):
                 return
+        if not self._admissible(node):
+            return
         holder = self._by_ip.get(self._ip_key(node.addr))
         # One entry per IP. The same ip:port with a new id means the node restarted with a
-        # new id (libtorrent evicts the old one); another port on the same IP is turned
-        # away unless the entry holding the IP is bad.
-        if holder is not None and holder.node.addr != node.addr and not self._is_bad(holder):
+        # new id (libtorrent evicts the old one) unless only the old id is BEP 42-valid;
+        # another port on the same IP is turned away unless the entry holding it is bad.
+        preferred = self._prefer is not None and self._prefer(node)
+        if holder is not None and not self._may_displace(holder, node, preferred):
+            return
+        subnet = self._subnet(node)
+        rival = self._subnet_rival(node, subnet, (entry, holder))
+        if rival is not None and not self._may_displace(rival, node, preferred):
             return
         emptied: list[_Bucket] = []
-        for old in (entry, holder):
+        for old in (entry, holder, rival):
             if old is not None and self._by_id.get(old.node.id) is old:
                 emptied.extend(self._evict(old))
         entry = RoutingEntry(
@@ -339,6 +373,7 @@ class RoutingTable:
             last_response=now,
             rtt=rtt,
             version=version,
+            subnet=subnet,
         )
         self._by_id[node.id] = entry
         self._by_ip[self._ip_key(node.addr)] = entry
@@ -397,15 +432,25 @@ class RoutingTable:
                 return entry.in_table and self._is_bad(entry) and self._may_ping(node, now)
             if not self._is_bad(entry):
                 return False
+        if not self._admissible(node):
+            return False
         holder = self._by_ip.get(self._ip_key(node.addr))
+        preferred = self._prefer is not None and self._prefer(node)
         if (
             holder is not None
             and holder is not entry
-            and holder.node.addr != node.addr
-            and not self._is_bad(holder)
+            and not self._may_displace(holder, node, preferred)
         ):
             return False
-        if entry is None and holder is None and not self._has_place(node.id):
+        rival = self._subnet_rival(node, self._subnet(node), (entry, holder))
+        if rival is not None and not self._may_displace(rival, node, preferred):
+            return False
+        if (
+            entry is None
+            and holder is None
+            and rival is None
+            and not self._has_place(node.id, preferred)
+        ):
             return False
         return self._may_ping(node, now)
 
@@ -541,6 +586,45 @@ class RoutingTable:
 
     # ------------------------------------------------------------------ internals
 
+    def _admissible(self, node: NodeInfo) -> bool:
+        """Whether the address may enter at all (no bogon, scope, enforce_node_id)."""
+        if not is_acceptable(node.addr, self._local_ok):
+            return False
+        return not self._enforce_node_id or is_valid_node_id(node.id, node.addr[0])
+
+    def _subnet(self, node: NodeInfo) -> bytes | None:
+        return source_key(node.addr[0]) if self._one_per_ip else None
+
+    def _subnet_rival(
+        self,
+        node: NodeInfo,
+        subnet: bytes | None,
+        skip: tuple[RoutingEntry | None, ...],
+    ) -> RoutingEntry | None:
+        """Another entry of the node's bucket (live or cached) from the same /24 (/64)."""
+        if subnet is None:
+            return None
+        bucket = self._buckets[self._index_of(int.from_bytes(node.id, "big"))]
+        for group in (bucket.live, bucket.cache):
+            for e in group:
+                if e.subnet == subnet and e not in skip:
+                    return e
+        return None
+
+    def _may_displace(self, old: RoutingEntry, node: NodeInfo, preferred: bool) -> bool:
+        """Whether newcomer ``node`` may push out ``old`` (same IP or same subnet).
+
+        A bad entry always may be replaced. Otherwise: the same ip:port with a new id
+        replaces it (a restart) unless that would put an invalid id in a valid one's
+        place; another address may replace it only with a valid id replacing an invalid.
+        """
+        if self._is_bad(old):
+            return True
+        old_preferred = self._is_preferred(old)
+        if old.node.addr == node.addr:
+            return preferred or not old_preferred
+        return preferred and not old_preferred
+
     def _ip_key(self, addr: Addr) -> object:
         if self._one_per_ip and not is_local_ip(addr[0]):
             return addr[0]
@@ -644,6 +728,16 @@ class RoutingTable:
                 # even when some of its nodes are questionable: splitting drops nobody.
                 self._split(now)
                 continue
+            if self._is_preferred(entry):
+                # BEP 42: a valid newcomer takes the place of the least recently seen
+                # invalid entry, which waits in the cache instead
+                invalid = [e for e in bucket.live if not self._is_preferred(e)]
+                if invalid:
+                    loser = min(invalid, key=lambda e: e.last_seen)
+                    self._unlink_live(bucket, loser)
+                    self._link_live(bucket, entry, now)
+                    self._add_to_cache(bucket, loser)
+                    return
             self._add_to_cache(bucket, entry)
             return
 
@@ -747,7 +841,7 @@ class RoutingTable:
             if bucket.cache:
                 self._dirty[bucket] = None
 
-    def _has_place(self, node_id: bytes) -> bool:
+    def _has_place(self, node_id: bytes, preferred: bool = False) -> bool:
         """Whether a new node with this id would enter its bucket or its cache unopposed."""
         index = self._index_of(int.from_bytes(node_id, "big"))
         bucket = self._buckets[index]
@@ -756,6 +850,7 @@ class RoutingTable:
             or (index == len(self._buckets) - 1 and index < ID_BITS - 1)
             or any(self._is_bad(e) for e in bucket.live)
             or len(bucket.cache) < self._cache_size
+            or (preferred and any(not self._is_preferred(e) for e in bucket.live))
         )
 
     def _may_ping(self, node: NodeInfo, now: float) -> bool:

@@ -435,7 +435,7 @@ def test_ipv6_node_answers_with_nodes6_and_18_byte_values() -> None:
     node = make_node(ipv6=True)
     for i in range(10):
         node.routing.node_responded(
-            NodeInfo(random.Random(i).randbytes(20), (f"2001:db8::{i + 1:x}", 6881)), 0.0
+            NodeInfo(random.Random(i).randbytes(20), (f"2001:db8:{i + 1:x}::1", 6881)), 0.0
         )
     asker = ("2001:db8::ff", 7000)
     r = ask(node, q(b"find_node", {b"id": b"c" * 20, b"target": b"t" * 20}), asker)[b"r"]

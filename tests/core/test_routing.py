@@ -42,7 +42,8 @@ class Nodes:
     def addr(self) -> tuple[str, int]:
         self.count += 1
         n = self.count
-        return (f"45.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)
+        # distinct /24s too: one node per /24 per bucket is a table rule
+        return (f"45.{(n >> 8) & 255}.{n & 255}.{(n >> 16) + 1}", 6881)
 
     def sharing(self, own: bytes, shared: int) -> NodeInfo:
         return NodeInfo(id_sharing(own, shared, self.rng), self.addr())
@@ -402,21 +403,48 @@ def test_prefer_hook_picks_preferred_replacements() -> None:
 
 
 def test_prefer_hook_protects_preferred_cache_entries() -> None:
+    table, nodes = make_table(
+        far_bucket_sizes=(), replacement_size=2, prefer=lambda n: n.addr[1] != 7001
+    )
+    far = [nodes.sharing(table.own_id, 0) for _ in range(8)]
+    for t, node in enumerate(far):
+        table.node_responded(node, float(t))
+    table.node_responded(nodes.sharing(table.own_id, 5), 8.0)  # splits: bucket 0 is far now
+    good = [nodes.sharing(table.own_id, 0) for _ in range(2)]
+    for node in good:
+        table.node_responded(node, 30.0)  # the bucket is full of preferred nodes: cached
+    assert table.replacement_count() == 2
+    plain = NodeInfo(id_sharing(table.own_id, 0, nodes.rng), (nodes.addr()[0], 7001))
+    table.node_responded(plain, 31.0)  # the cache is full of preferred nodes: not kept
+    assert plain.id not in table
+    assert table.replacement_count() == 2
+    for _ in range(2):
+        table.node_failed(far[0], 40.0)
+    for _ in range(2):
+        table.node_failed(far[1], 40.0)
+    assert good[0].id in table and good[1].id in table
+    assert table.replacement_count() == 0
+
+
+def test_valid_newcomer_takes_an_invalid_entrys_place() -> None:
+    """BEP 42: a preferred node entering a full bucket that cannot split replaces the least
+    recently seen non-preferred entry, which waits in the replacement cache."""
     table, nodes, far = full_far_bucket(prefer=lambda n: n.addr[1] == 7000, replacement_size=2)
     good = [
         NodeInfo(id_sharing(table.own_id, 0, nodes.rng), (nodes.addr()[0], 7000)) for _ in range(2)
     ]
     for node in good:
         table.node_responded(node, 30.0)
-    plain = nodes.sharing(table.own_id, 0)
-    table.node_responded(plain, 31.0)  # the cache is full of preferred nodes: not kept
-    for _ in range(2):
-        table.node_failed(far[0], 40.0)
-    for _ in range(2):
-        table.node_failed(far[1], 40.0)
     assert good[0].id in table and good[1].id in table
-    assert plain.id not in table
-    assert table.replacement_count() == 0
+    assert far[0].id not in table and far[1].id not in table  # answered longest ago
+    assert table.replacement_count() == 2  # far[0] and far[1] wait
+    plain = nodes.sharing(table.own_id, 0)
+    table.node_responded(plain, 31.0)  # newest wins among non-preferred cache entries
+    assert table.replacement_count() == 2
+    for _ in range(2):
+        table.node_failed(good[0], 40.0)
+    assert good[0].id not in table and plain.id in table
+    check_invariants(table, 41.0)
 
 
 def test_cached_node_answering_again_is_promoted_when_there_is_room() -> None:
@@ -799,3 +827,145 @@ def test_public_addresses_count_once_per_ip() -> None:
     for port in range(7001, 7006):
         table.node_responded(NodeInfo(rng.randbytes(20), ("45.33.1.2", port)), 0.0)
     assert len(table) == 1
+
+
+# ---------------------------------------------------------------------------- hardening
+
+
+def test_one_node_per_slash24_per_bucket() -> None:
+    table, nodes = make_table(far_bucket_sizes=(), k=2)
+    rng = random.Random(3)
+    for shared in (3, 4, 6):  # split the table: bucket 0 is a far bucket with room for 2
+        table.node_responded(nodes.sharing(table.own_id, shared), 0.0)
+    assert table.bucket_count > 1 and len(table) == 3
+    first = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.1.2.3", 6881))
+    same24 = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.1.2.4", 6881))
+    table.node_responded(first, 1.0)
+    table.node_responded(same24, 2.0)
+    assert first.id in table and same24.id not in table
+    assert not table.node_queried(same24, 3.0)
+    # another bucket may hold one of that /24 too
+    other_bucket = NodeInfo(id_sharing(table.own_id, 7, rng), ("45.1.2.5", 6881))
+    table.node_responded(other_bucket, 4.0)
+    assert other_bucket.id in table
+    # ten addresses of one /24: one entry per bucket at most
+    for i in range(10, 20):
+        table.node_responded(NodeInfo(id_sharing(table.own_id, 0, rng), (f"45.1.2.{i}", 1)), 5.0)
+    assert len(table) == 5
+    # a bad holder gives way
+    for _ in range(2):
+        table.node_failed(first, 6.0)
+    table.node_responded(same24, 7.0)
+    assert same24.id in table and first.id not in table
+    check_invariants(table, 8.0)
+
+
+def test_slash64_rule_for_ipv6_and_local_exempt() -> None:
+    table, _ = make_table(far_bucket_sizes=())
+    rng = random.Random(4)
+    a = NodeInfo(id_sharing(table.own_id, 0, rng), ("2001:db8:1:2::1", 6881))
+    b = NodeInfo(id_sharing(table.own_id, 0, rng), ("2001:db8:1:2::2", 6881))
+    c = NodeInfo(id_sharing(table.own_id, 0, rng), ("2001:db8:1:3::1", 6881))
+    for n in (a, b, c):
+        table.node_responded(n, 1.0)
+    assert a.id in table and b.id not in table and c.id in table
+    local = [NodeInfo(id_sharing(table.own_id, 0, rng), (f"10.0.0.{i}", 6881)) for i in (1, 2)]
+    for n in local:
+        table.node_responded(n, 2.0)
+    assert all(n.id in table for n in local)
+    # one_per_ip=False lifts both IP rules
+    relaxed, _ = make_table(far_bucket_sizes=(), one_per_ip=False)
+    for n in (a, b):
+        relaxed.node_responded(NodeInfo(id_sharing(relaxed.own_id, 0, rng), n.addr), 1.0)
+    assert len(relaxed) == 2
+
+
+def test_invalid_id_never_displaces_a_valid_one() -> None:
+    valid_ids: set[bytes] = set()
+    table, _ = make_table(far_bucket_sizes=(), prefer=lambda n: n.id in valid_ids)
+    rng = random.Random(5)
+    good = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.9.9.9", 7000))
+    valid_ids.add(good.id)
+    table.node_responded(good, 1.0)
+    # same ip:port, new invalid id: a restart would evict, but not a valid entry
+    restarted = NodeInfo(id_sharing(table.own_id, 0, rng), good.addr)
+    table.node_responded(restarted, 2.0)
+    assert good.id in table and restarted.id not in table
+    # same /24, invalid: turned away
+    neighbour = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.9.9.10", 6881))
+    table.node_responded(neighbour, 3.0)
+    assert neighbour.id not in table
+    assert not table.node_queried(neighbour, 3.0)
+
+
+def test_valid_newcomer_replaces_invalid_in_same_slash24() -> None:
+    table, _ = make_table(far_bucket_sizes=(), prefer=lambda n: n.addr[1] == 7000)
+    rng = random.Random(6)
+    invalid = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.9.9.9", 6881))
+    valid = NodeInfo(id_sharing(table.own_id, 0, rng), ("45.9.9.10", 7000))
+    table.node_responded(invalid, 1.0)
+    assert table.node_queried(valid, 2.0)
+    table.node_responded(valid, 2.0)
+    assert valid.id in table and invalid.id not in table
+    check_invariants(table, 3.0)
+
+
+def test_enforce_node_id() -> None:
+    from mldht.core import bep42
+
+    rng = random.Random(70)
+    table, _ = make_table(enforce_node_id=True)
+    bogus = NodeInfo(rng.randbytes(20), ("45.3.3.3", 6881))
+    assert not bep42.is_valid_node_id(bogus.id, bogus.addr[0])
+    assert not table.node_queried(bogus, 1.0)
+    table.node_responded(bogus, 1.0)
+    assert bogus.id not in table
+    valid = NodeInfo(bep42.generate_node_id("45.3.3.3", rng), ("45.3.3.3", 6881))
+    table.node_responded(valid, 2.0)
+    assert valid.id in table
+    local = NodeInfo(rng.randbytes(20), ("192.168.1.1", 6881))  # exempt (BEP 42)
+    table.node_responded(local, 3.0)
+    assert local.id in table
+    # off by default: the same bogus node enters a default table
+    plain, _ = make_table()
+    plain.node_responded(bogus, 1.0)
+    assert bogus.id in plain
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        ("0.0.0.0", 6881),
+        ("0.1.2.3", 6881),
+        ("224.0.0.1", 6881),
+        ("239.1.2.3", 6881),
+        ("240.0.0.1", 6881),
+        ("255.255.255.255", 6881),
+        ("::", 6881),
+        ("ff02::1", 6881),
+        ("45.1.1.1", 0),
+    ],
+)
+def test_bogons_never_enter(addr: tuple[str, int]) -> None:
+    table, _ = make_table()
+    node = NodeInfo(random.Random(1).randbytes(20), addr)
+    assert not table.node_queried(node, 1.0)
+    table.node_responded(node, 1.0)
+    assert len(table) == 0
+
+
+def test_local_addresses_follow_the_scope() -> None:
+    rng = random.Random(8)
+    nodes = [
+        NodeInfo(rng.randbytes(20), addr)
+        for addr in (("127.0.0.1", 7001), ("10.0.0.1", 6881), ("fe80::1", 6881), ("fd00::5", 1))
+    ]
+    for scope, admitted in ((None, 4), (True, 4), (False, 0)):
+        table, _ = make_table(local_network=scope)
+        for n in nodes:
+            table.node_responded(n, 1.0)
+        assert len(table) == admitted, scope
+    public, _ = make_table(local_network=False)
+    node = NodeInfo(rng.randbytes(20), ("45.1.1.1", 6881))
+    public.node_responded(node, 1.0)
+    assert node.id in public

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from ..errors import InvalidArgument
 from .compact import Addr, NodeInfo
 from .ids import ID_LEN
+from .netaddr import is_acceptable, local_allowed
 
 __all__ = ["Lookup", "Responded"]
 
@@ -89,7 +90,9 @@ class Lookup:
     slot, ``max_candidates`` the bound on unqueried candidates kept (the closest win),
     ``own_id`` our node id, never queried. ``wait_for_stalled``: whether a stalled query
     closer than the k-th answer keeps the lookup from finishing (exhaustive) or not
-    (fast: a node slower than the soft timeout is taken for dead).
+    (fast: a node slower than the soft timeout is taken for dead). ``local_network``:
+    our own address scope (:mod:`mldht.core.netaddr`); candidates with bogon addresses
+    are never kept, nor loopback / private ones when it is False.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Lookup:
         max_candidates: int = 200,
         own_id: bytes | None = None,
         wait_for_stalled: bool = True,
+        local_network: bool | None = None,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -120,6 +124,7 @@ class Lookup:
         self.max_candidates = max_candidates
         self.own_id = own_id
         self.wait_for_stalled = wait_for_stalled
+        self._local_ok = local_allowed(local_network)
         self._target_int = int.from_bytes(target, "big")
 
         self._by_addr: dict[Addr, _Entry] = {}
@@ -151,7 +156,9 @@ class Lookup:
     def add_candidates(self, nodes: Iterable[NodeInfo], source: NodeInfo | None = None) -> None:
         """Offer nodes to query, e.g. the routing table's closest or a reply's ``nodes``.
 
-        A node is ignored when its id is not 20 bytes, is ``own_id``, or when its address
+        A node is ignored when its id is not 20 bytes, is ``own_id``, when its address
+        is a bogon (port 0, unspecified, multicast, broadcast, reserved; loopback and
+        private ones too when ``local_network`` is False), or when its address
         or its id is already known to this lookup (each address is queried at most once,
         and an id seen at one address is not chased to another). Nodes that cannot beat
         the current closest set are dropped, and only the ``max_candidates`` closest
@@ -159,10 +166,11 @@ class Lookup:
         (``None`` for the routing table); it is kept with each candidate for diagnostics.
         """
         bar = self._bar()
+        local_ok = self._local_ok
         for node in nodes:
             if len(node.id) != ID_LEN or node.id == self.own_id:
                 continue
-            if node.addr[1] <= 0 or node.addr[1] > 65535:
+            if not is_acceptable(node.addr, local_ok):
                 continue
             if node.id in self._addr_of_id:
                 continue

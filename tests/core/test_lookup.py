@@ -297,6 +297,37 @@ def test_own_id_bad_ids_and_bad_ports_are_skipped() -> None:
     assert lookup.candidate_count == 0
 
 
+@pytest.mark.parametrize(
+    "addr",
+    [
+        ("0.0.0.0", 6881),
+        ("224.0.0.1", 6881),
+        ("255.255.255.255", 6881),
+        ("240.1.2.3", 6881),
+        ("::", 6881),
+        ("ff02::1", 6881),
+        ("45.1.2.3", 0),
+    ],
+)
+def test_bogon_candidates_are_dropped(addr: Addr) -> None:
+    lookup = Lookup(ZERO)
+    lookup.add_candidates([NodeInfo(id_from_int(3), addr), node(2)])
+    assert [n.id for n in lookup.next_queries(0.0)] == [node(2).id]
+
+
+def test_local_candidates_follow_the_scope() -> None:
+    local = [
+        NodeInfo(id_from_int(3), ("127.0.0.1", 7000)),
+        NodeInfo(id_from_int(4), ("192.168.1.9", 6881)),
+        NodeInfo(id_from_int(5), ("fd00::1", 6881)),
+    ]
+    public = NodeInfo(id_from_int(6), ("45.1.2.3", 6881))
+    for scope, want in ((None, 4), (True, 4), (False, 1)):
+        lookup = Lookup(ZERO, local_network=scope)
+        lookup.add_candidates([*local, public])
+        assert len(lookup.next_queries(0.0)) == want, scope
+
+
 def test_candidates_bounded_to_max_candidates_closest() -> None:
     lookup = Lookup(ZERO, k=8, alpha=4, max_candidates=50)
     rng = random.Random(11)

@@ -12,13 +12,17 @@ import argparse
 import ipaddress
 import math
 import re
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+from .errors import InvalidArgument
 
 __all__ = [
     "Addr",
     "Parser",
     "bind_address",
     "bootstrap_address",
+    "checked",
     "count",
     "non_negative_seconds",
     "parse_hostport",
@@ -30,6 +34,7 @@ __all__ = [
 ]
 
 Addr = tuple[str, int]
+T = TypeVar("T")
 
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
@@ -84,6 +89,20 @@ def bootstrap_address(text: str) -> Addr | None:
     if text.strip().lower() == "none":
         return None
     return parse_hostport(text)
+
+
+def checked(check: Callable[[str], T]) -> Callable[[str], T]:
+    """An argument type from a check that raises :class:`InvalidArgument`: the check's
+    message becomes argparse's (an ``ArgumentTypeError``)."""
+
+    def arg(text: str) -> T:
+        try:
+            return check(text)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    arg.__name__ = getattr(check, "__name__", "value")
+    return arg
 
 
 def port(text: str) -> int:

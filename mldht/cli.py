@@ -44,6 +44,7 @@ from ._log import setup_logging
 from .argtypes import (
     bind_address,
     bootstrap_address,
+    checked,
     parse_hostport,
     peer_address,
     positive_seconds,
@@ -76,57 +77,41 @@ Handler = Callable[[argparse.Namespace], Awaitable[int]]
 # ------------------------------------------------------------------ argument types
 
 
-def _infohash_arg(text: str) -> bytes:
-    try:
-        return parse_infohash(text)
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_infohash_arg = checked(parse_infohash)
 
 
 def _torrent_arg(text: str) -> bytes | tuple[bytes, bytes]:
     """An info-hash, or ``(public key, salt)`` of a BEP 46 ``xs=urn:btpk:`` magnet link."""
     if text.strip().lower().startswith("magnet:") and "urn:btpk:" in text.lower():
-        try:
-            return parse_btpk_magnet(text)
-        except InvalidArgument as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+        return checked(parse_btpk_magnet)(text)
     return _infohash_arg(text)
 
 
+def _utf8(text: str) -> bytes:
+    """Command-line bytes that are not UTF-8 come through as given."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+@checked
 def _value_arg(text: str) -> bytes:
-    """VALUE: its UTF-8 bytes (command-line bytes that are not UTF-8 come through as given).
-
-    Stored as a bencoded byte string; checked here to fit an item (1000 bytes bencoded).
-    """
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        encode_value(raw)
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return raw
+    """VALUE: its UTF-8 bytes, stored as a bencoded byte string; checked here to fit an
+    item (1000 bytes bencoded)."""
+    encode_value(_utf8(text))
+    return _utf8(text)
 
 
+@checked
 def _salt_arg(text: str) -> bytes:
-    try:
-        return as_salt(text.encode("utf-8", "surrogateescape"))
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return as_salt(_utf8(text))
 
 
+@checked
 def _key_arg(text: str) -> bytes:
-    raw = text.encode("utf-8", "surrogateescape")
-    try:
-        kv_salt(raw)
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return raw
+    kv_salt(_utf8(text))
+    return _utf8(text)
 
 
-def _pubkey_arg(text: str) -> bytes:
-    try:
-        return as_public_key(text)
-    except InvalidArgument as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_pubkey_arg = checked(as_public_key)
 
 
 def _seq_arg(text: str) -> int:

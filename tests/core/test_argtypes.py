@@ -10,6 +10,7 @@ import pytest
 
 from mldht import argtypes
 from mldht.argtypes import parse_hostport
+from mldht.errors import InvalidArgument
 
 
 @pytest.mark.parametrize(
@@ -98,3 +99,15 @@ def test_parser_errors_are_one_line_with_status_2(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == (
         "prog: error: argument --bootstrap: invalid host in 'a..b:1'\n"
     )
+
+
+def test_checked_turns_invalid_argument_into_an_argparse_error() -> None:
+    def even(text: str) -> int:
+        if int(text) % 2:
+            raise InvalidArgument(f"{text} is odd")
+        return int(text)
+
+    arg = argtypes.checked(even)
+    assert arg("4") == 4 and arg.__name__ == "even"
+    with pytest.raises(argparse.ArgumentTypeError, match="3 is odd"):
+        arg("3")

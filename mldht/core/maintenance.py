@@ -2,7 +2,10 @@
 
 * :class:`Bootstrapper`: the self-lookup from the routers (BEP 5, "Routing Table"), then a
   lookup into every far bucket; while the table holds fewer than k nodes the self-lookup is
-  run again, 5 s after the first failure, doubling up to 5 min.
+  run again, 5 s after the first failure, doubling up to 5 min; when the table becomes
+  empty later, the node joins again from the routers. This is the node's only join retry
+  policy: the runtime hands the routers over once and logs from :attr:`Bootstrapper.failed_rounds`
+  and :attr:`Bootstrapper.next_retry`.
 * :class:`Maintenance`: every ``maintenance_interval``, the bootstrap retry when due, pings
   of questionable nodes, refresh lookups of stale buckets and the stores' expiry.
 """
@@ -34,14 +37,32 @@ class Bootstrapper:
         """The delay before the next retry, should the running bootstrap fail."""
         self.next_retry: float | None = None
         """When the self-lookup is due again (None: not scheduled)."""
+        self.retry_delay: float | None = None
+        """The delay chosen when :attr:`next_retry` was last set by a failed round."""
         self.running = False
+        self.retry = True
+        """Whether to retry at all (False: a short-lived node tries once)."""
+        self.started = False
+        """Whether :meth:`bootstrap` was called (the node is meant to be joined)."""
+        self.rounds = 0
+        """Self-lookups ended so far."""
+        self.failed_rounds = 0
+        """Self-lookups in a row that ended with an empty table (0 once a node is known)."""
+        self.rejoins = 0
+        """Times the table became empty after a join and the node joined again."""
 
-    def bootstrap(self, routers: list[Addr], now: float, *, as_nodes: bool = False) -> int:
+    def bootstrap(
+        self, routers: list[Addr], now: float, *, as_nodes: bool = False, retry: bool = True
+    ) -> int:
         """Set the routers (first contacts of every lookup from now on) and run the
-        self-lookup; ``as_nodes``: the routers may enter the table once they answer."""
+        self-lookup; ``as_nodes``: the routers may enter the table once they answer;
+        ``retry=False``: no retry when it fails."""
         ctx = self._ctx
         ctx.routers = list(dict.fromkeys(routers))
         ctx.routers_excluded = set() if as_nodes else set(ctx.routers)
+        self.retry = retry
+        self.started = True
+        self.next_retry = None
         return self.run(now)
 
     def run(self, now: float) -> int:
@@ -52,12 +73,31 @@ class Bootstrapper:
     def retry_due(self, now: float) -> bool:
         return self.next_retry is not None and now >= self.next_retry and not self.running
 
+    def rejoin_due(self, now: float) -> bool:
+        """After a join, the table became empty: join again from the routers now."""
+        if (
+            not self.started
+            or not self.retry
+            or self.running
+            or self.next_retry is not None
+            or len(self._ctx.routing)
+        ):
+            return False
+        self.rejoins += 1
+        self.backoff = BACKOFF_MIN
+        return True
+
     def _finished(self, now: float) -> None:
         self.running = False
+        self.rounds += 1
         ctx = self._ctx
-        if len(ctx.routing) < ctx.config.k:
+        self.failed_rounds = 0 if len(ctx.routing) else self.failed_rounds + 1
+        if not self.retry:
+            self.next_retry = None
+        elif len(ctx.routing) < ctx.config.k:
             # Too few nodes answered: try again later, backing off (5 s up to 5 min).
             self.next_retry = now + self.backoff
+            self.retry_delay = self.backoff
             self.backoff = min(BACKOFF_MAX, self.backoff * 2)
         else:
             self.next_retry = None
@@ -110,7 +150,7 @@ class Maintenance:
     def run(self, now: float) -> None:
         ctx = self._ctx
         boot = self._bootstrapper
-        if boot.retry_due(now):
+        if boot.retry_due(now) or boot.rejoin_due(now):
             boot.next_retry = None
             boot.run(now)
         routing = ctx.routing

@@ -94,6 +94,8 @@ class NodeState:
             "dropped_deep": 0,
             "dropped_malformed": 0,
             "dropped_unmatched": 0,
+            "send_budget_queries": 0,
+            "send_budget_replies": 0,
             "internal_errors": 0,
         }
         self._ctx = ctx = Context(node_id, self._new_table(node_id), config, rng, self.stats)
@@ -193,6 +195,7 @@ class NodeState:
         does no I/O of its own; the application's logging config decides where it goes).
         """
         stats = self.stats
+        self._ctx.now = now
         verdict = self._admission.admit(addr[0], now)
         if verdict is not None:
             stats["dropped"] += 1
@@ -343,16 +346,20 @@ class NodeState:
     def find_node(self, target: bytes, now: float) -> int:
         return FindNodeOp(self._ctx, target).start(now)
 
-    def bootstrap(self, routers: list[Addr], now: float, *, as_nodes: bool = False) -> int:
+    def bootstrap(
+        self, routers: list[Addr], now: float, *, as_nodes: bool = False, retry: bool = True
+    ) -> int:
         """Self-lookup starting at ``routers`` and the table (BEP 5, "Routing Table").
 
         Routers are used as first contacts of lookups only, never put in the table
         (BEP 5), unless ``as_nodes``: then they are ordinary nodes once they answer (for
         bootstrap nodes a user named, e.g. the first node of a private network). While
         the table holds fewer than k nodes afterwards, the self-lookup is retried with a
-        backoff (5 s doubling to 5 min; :mod:`~mldht.core.maintenance`).
+        backoff (5 s doubling to 5 min), and should the table become empty later, the node
+        joins again from the routers (:mod:`~mldht.core.maintenance`); ``retry=False``:
+        neither (a short-lived node). Calling it again replaces the routers.
         """
-        return self._bootstrapper.bootstrap(routers, now, as_nodes=as_nodes)
+        return self._bootstrapper.bootstrap(routers, now, as_nodes=as_nodes, retry=retry)
 
     def get_peers(self, info_hash: bytes, now: float) -> int:
         """get_peers lookup. Peers our own store holds for ``info_hash`` (we may be one of
@@ -441,6 +448,7 @@ class NodeState:
 
     def handle_timer(self, now: float) -> None:
         ctx = self._ctx
+        ctx.now = now
         for p in ctx.tx.expire(now):
             self._timed_out(p, now)
         for op in list(ctx.running.values()):

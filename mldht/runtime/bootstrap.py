@@ -1,13 +1,17 @@
-"""Joining the DHT: saved nodes, bootstrap routers, DNS, retry with backoff.
+"""Joining the DHT: saved nodes, bootstrap routers, DNS; the I/O side of it.
 
 BEP 5, "Routing Table": at every start run a ``find_node`` for our own id. Routers are only first
 contacts of lookups (the core never puts them in the routing table). Nodes saved by a
 previous run are pinged first, so a restart rejoins even when no router answers.
 
-When nothing answers (an offline machine, a dead router, DNS failing), the loop keeps
-trying with a doubling delay and says so in one WARNING line per attempt, never a
-traceback. A short-lived node (``retry=False``) tries once and leaves the verdict to its
-operations, which find nobody to ask.
+The retry policy is the core's (:class:`~mldht.core.maintenance.Bootstrapper`: the
+self-lookup again while the table is short of nodes, 5 s doubling to 5 min, and a new join
+from the routers when the table becomes empty). :func:`join` resolves the router names,
+pings the saved nodes, hands the routers to the core once and then only watches: it says
+when nothing answers (a WARNING at the first failed round and then at the 2nd, 4th, 8th,
+..., never a traceback), and re-resolves names whose DNS failed as the core retries. A
+short-lived node (``retry=False``) tries once, says so at INFO, and leaves the verdict to
+its operations, which find nobody to ask.
 """
 
 from __future__ import annotations
@@ -16,19 +20,19 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import anyio
 
 from ..core.compact import Addr
 
 __all__ = [
-    "CHECK_INTERVAL",
     "DNS_TIMEOUT",
-    "MAX_RETRY",
     "PUBLIC_ROUTERS",
-    "RETRY",
     "SAVED_PING_WAIT",
-    "join_forever",
+    "WATCH_INTERVAL",
+    "JoinProgress",
+    "join",
     "resolve",
     "resolve_routers",
 ]
@@ -43,11 +47,8 @@ PUBLIC_ROUTERS: tuple[Addr, ...] = (
 )
 """The routers used when no bootstrap list is given (those libtorrent and others use)."""
 
-RETRY = 5.0
-"""Seconds before the first retry when nothing answered; doubles up to :data:`MAX_RETRY`."""
-MAX_RETRY = 300.0
-CHECK_INTERVAL = 60.0
-"""Seconds between checks that the routing table is not empty once joined."""
+WATCH_INTERVAL = 0.5
+"""Seconds between looks at the core's join progress (to log it; nothing is sent)."""
 DNS_TIMEOUT = 10.0
 """Bound on resolving one router name (a broken resolver must not stall the start)."""
 SAVED_PING_WAIT = 2.0
@@ -106,81 +107,110 @@ async def resolve_routers(
     return addrs, failed
 
 
-async def _sleep_unless_joined(seconds: float, table_size: Callable[[], int]) -> None:
-    """Sleep ``seconds``, or less if the table fills meanwhile (others found us)."""
-    end = anyio.current_time() + seconds
-    while table_size() == 0 and (left := end - anyio.current_time()) > 0:
-        await anyio.sleep(min(left, 1.0))
+class JoinProgress(Protocol):
+    """What :func:`join` reads of the core's join state
+    (:class:`~mldht.core.maintenance.Bootstrapper`)."""
+
+    @property
+    def rounds(self) -> int: ...
+
+    @property
+    def failed_rounds(self) -> int: ...
+
+    @property
+    def next_retry(self) -> float | None: ...
+
+    @property
+    def retry_delay(self) -> float | None: ...
+
+    @property
+    def running(self) -> bool: ...
 
 
-async def join_forever(
+def _detail(failed: Sequence[str]) -> str:
+    return f" (DNS failed for {', '.join(failed)})" if failed else ""
+
+
+async def join(
     *,
     routers: Sequence[Addr],
     saved: Sequence[Addr],
     family: socket.AddressFamily,
     ping: Callable[[Addr], Awaitable[object]],
-    self_lookup: Callable[[list[Addr]], Awaitable[bool]],
+    bootstrap: Callable[[list[Addr]], Awaitable[None]],
+    progress: Callable[[], JoinProgress],
     table_size: Callable[[], int],
+    answered: Callable[[], bool],
     on_contacts: Callable[[], None],
     retry: bool = True,
 ) -> None:
-    """Join the DHT and stay joined; runs until cancelled.
+    """Join the DHT, then watch the core keep the node joined; runs until cancelled
+    (with ``retry=False``: until the first round ended).
 
-    Each round pings the ``saved`` nodes (when the table is empty), resolves the
-    ``routers`` and runs ``self_lookup`` from them; ``self_lookup`` returns whether any
-    node answered during it. ``on_contacts`` is called once the first round has ended,
-    joined or not (``self_lookup`` may signal earlier, as soon as the core has the
-    routers: lookups started from then on use them as first contacts). Once the table
-    holds a node the loop only checks every :data:`CHECK_INTERVAL` seconds that it is not
-    empty again. With ``retry=False`` a round that leaves the table empty ends the loop
-    instead of retrying, said at INFO only (no warning).
+    Pings the ``saved`` nodes, resolves the ``routers`` and calls ``bootstrap(addresses)``
+    once, which hands them to the core and waits for its first self-lookup to end (it may
+    call ``on_contacts`` as soon as the core has them); ``on_contacts`` is called then in
+    any case. ``answered()`` tells whether any node has answered us (a router knowing no
+    one yet is not an offline machine). The core retries on its own (``progress()``);
+    this loop logs, and re-resolves the names whose DNS failed each time the core records
+    another failed round (handing the routers over again once more of them resolve).
     """
 
     async def ping_one(addr: Addr) -> None:
         await ping(addr)
 
-    delay = RETRY
     first = True
     try:
-        while True:
-            if saved and table_size() == 0:
-                with anyio.move_on_after(SAVED_PING_WAIT):
-                    async with anyio.create_task_group() as tg:
-                        for addr in saved:
-                            tg.start_soon(ping_one, addr)
-            addrs, failed = await resolve_routers(routers, family)
-            answered = False
-            if addrs or table_size():
-                answered = await self_lookup(addrs)
-            if first:
-                on_contacts()
-                first = False
-            if table_size() > 0:
-                delay = RETRY
-                while table_size() > 0:
-                    await anyio.sleep(CHECK_INTERVAL)
-                log.warning("the routing table is empty; joining the DHT again")
-                continue
-            if not retry:
-                if answered:
+        if saved:
+            with anyio.move_on_after(SAVED_PING_WAIT):
+                async with anyio.create_task_group() as tg:
+                    for addr in saved:
+                        tg.start_soon(ping_one, addr)
+        addrs, failed = await resolve_routers(routers, family)
+        await bootstrap(addrs)
+        on_contacts()
+        first = False
+        if not retry:
+            if table_size() == 0:
+                if answered():
                     log.info("the bootstrap nodes know no other node")
                 elif routers or saved:
-                    detail = f" (DNS failed for {', '.join(failed)})" if failed else ""
-                    log.info("no bootstrap node answered%s", detail)
-                return
-            if not routers and not saved:
-                # Nothing to join from: the first node of a new network. Others will
-                # contact us; check now and then whether the table is still empty.
-                await _sleep_unless_joined(CHECK_INTERVAL, table_size)
-                continue
-            if answered:
-                # A router answered but knew no other node: a network still forming.
-                log.info("the bootstrap nodes know no other node yet; retrying in %.0f s", delay)
-            else:
-                detail = f" (DNS failed for {', '.join(failed)})" if failed else ""
-                log.warning("no bootstrap node answered; retrying in %.0f s%s", delay, detail)
-            await _sleep_unless_joined(delay, table_size)
-            delay = min(delay * 2, MAX_RETRY)
+                    log.info("no bootstrap node answered%s", _detail(failed))
+            return
+        if not routers and not saved:
+            return  # the first node of a new network: others will contact us
+        seen = 0  # failed rounds already looked at
+        warn_at = 1  # the next failed round that gets a WARNING: 1, 2, 4, 8, ...
+        was_joined = False
+        while True:
+            boot = progress()
+            size = table_size()
+            if size and not was_joined:
+                was_joined = True
+                warn_at = 1
+            elif not size and was_joined:
+                was_joined = False
+                log.warning("the routing table is empty; joining the DHT again")
+            if boot.failed_rounds > seen:
+                seen = boot.failed_rounds
+                delay = boot.retry_delay if boot.next_retry is not None else None
+                wait = f"; retrying in {delay:.0f} s" if delay is not None else ""
+                if answered():
+                    # A router answered but knew no other node: a network still forming.
+                    log.info("the bootstrap nodes know no other node yet%s", wait)
+                elif seen >= warn_at:
+                    warn_at = seen * 2
+                    log.warning("no bootstrap node answered%s%s", wait, _detail(failed))
+                else:
+                    log.debug("no bootstrap node answered%s%s", wait, _detail(failed))
+                if failed and routers:
+                    more, failed = await resolve_routers(routers, family)
+                    if [a for a in more if a not in addrs] and not progress().running:
+                        addrs = more
+                        await bootstrap(addrs)
+            elif boot.failed_rounds < seen:
+                seen = boot.failed_rounds
+            await anyio.sleep(WATCH_INTERVAL)
     finally:
         if first:  # cancelled before the first round ended: never leave waiters hanging
             on_contacts()

@@ -150,8 +150,9 @@ class DHTNode(ItemAPI):
       0600, on first use), or, without a state directory, a new one for this run only.
     * ``republish_interval``: seconds between re-puts of the BEP 44 items this node put
       (default one hour, as BEP 44 asks of publishers).
-    * ``retry_join``: when no bootstrap node answers, keep trying with backoff (and a
-      warning per attempt). ``False`` for a short-lived node: one round, then its
+    * ``retry_join``: when no bootstrap node answers, keep trying with backoff (the
+      core's: 5 s doubling to 5 min; a warning at the first failure, then at growing
+      intervals). ``False`` for a short-lived node: one round, then its
       operations find nobody to ask.
     * ``tunables``: fields of :class:`~mldht.core.node.NodeConfig` (``k``, ``alpha``,
       ``query_timeout``, ``lookup_timeout``, ...); an unknown name raises ``TypeError``.
@@ -576,13 +577,15 @@ class DHTNode(ItemAPI):
             self._timer_at = math.inf
 
     async def _join(self) -> None:
-        await _bootstrap.join_forever(
+        await _bootstrap.join(
             routers=self._routers,
             saved=[n.addr for n in self._saved_nodes],
             family=self._family,
             ping=self._ping_quietly,
-            self_lookup=self._self_lookup,
+            bootstrap=self._hand_routers,
+            progress=lambda: self._state.bootstrapper,
             table_size=lambda: len(self._state.routing),
+            answered=lambda: self._state.stats["responses_in"] > 0,
             on_contacts=self._first_round_ended,
             retry=self._retry_join,
         )
@@ -595,21 +598,20 @@ class DHTNode(ItemAPI):
         with contextlib.suppress(MldhtError):
             await self.add_node(addr)
 
-    async def _self_lookup(self, routers: list[Addr]) -> bool:
-        """BEP 5 self-lookup from ``routers`` and the table; True if any node answered."""
-        before = self._state.stats["responses_in"]
+    async def _hand_routers(self, routers: list[Addr]) -> None:
+        """Hand ``routers`` to the core's bootstrap (BEP 5 self-lookup from them and the
+        table; the core retries it as it sees fit) and wait for this round to end."""
 
         def start(state: NodeState, now: float) -> int:
-            op = state.bootstrap(routers, now, as_nodes=self._routers_are_nodes)
+            op = state.bootstrap(
+                routers, now, as_nodes=self._routers_are_nodes, retry=self._retry_join
+            )
             # From now on every lookup starts at the routers too (core).
             self._contacts.set()
             return op
 
         with contextlib.suppress(MldhtError):
             await self._run(start)
-        # Any answer meanwhile (a router knowing no one, a saved node) shows the network
-        # is reachable; the lookup's own result omits routers by design.
-        return self._state.stats["responses_in"] > before
 
     async def _autosave_loop(self) -> None:
         while True:

@@ -123,7 +123,7 @@ def serve_node(backend: str) -> None:
     from mldht.runtime.node import DHTNode
 
     async def main() -> None:
-        async with DHTNode(bind=(HOST, 0), bootstrap=[], rate_limit=0) as node:
+        async with DHTNode(bind=(HOST, 0), bootstrap=[], rate_limit=0, send_rate=0) as node:
             _announce_ready(node.address[1])
             await anyio.to_thread.run_sync(_wait_stdin_closed, abandon_on_cancel=True)
 
@@ -147,7 +147,7 @@ def serve_core_protocol() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         rng = random.Random(os.urandom(16))
-        st = NodeState(rng.randbytes(20), rng, loop.time(), NodeConfig(rate_limit=0))
+        st = NodeState(rng.randbytes(20), rng, loop.time(), NodeConfig(rate_limit=0, send_rate=0))
 
         class Proto(asyncio.DatagramProtocol):
             def connection_made(self, transport: Any) -> None:

@@ -2,8 +2,11 @@
 
 The node's current id and routing table (both replaced when BEP 42 regenerates the id),
 its config and RNG, the pending transactions, and the two outputs: datagrams to send and
-events. :class:`~mldht.core.node.NodeState` owns one and hands it to the pieces that need
-it; nothing here does I/O.
+events. Datagrams pass a global send budget (``NodeConfig.send_rate`` bytes a second, a
+burst of one second's worth): answers may spend all of it, our own queries only while
+more than a quarter is left, so under load we keep answering and query less (a query
+over budget is not sent and times out like a lost one). :class:`~mldht.core.node.NodeState`
+owns one and hands it to the pieces that need it; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ class Context:
         """Routers never put in the routing table (BEP 5)."""
         self.rtts: deque[float] = deque(maxlen=128)
         """Recent round-trip times, for adaptive soft timeouts."""
+        self.now = 0.0
+        """The time of the call into the node being handled (set by NodeState)."""
         self._next_op = 1
+        self._send_tokens = float(config.send_rate)
+        self._send_at = 0.0
 
     def new_op_id(self) -> int:
         n = self._next_op
@@ -78,22 +85,45 @@ class Context:
     ) -> Pending:
         """Queue a query to ``addr``; its answer, error or timeout goes to ``context``."""
         config = self.config
+        self.now = now
         p = self.tx.new(addr, body.method, now, config.query_timeout, node_id, context)
-        self.out.append(
-            (encode_query(p.t, body, version=config.version, read_only=config.read_only), addr)
-        )
+        data = encode_query(p.t, body, version=config.version, read_only=config.read_only)
+        if config.send_rate > 0 and not self._spend(len(data), 0.25):
+            self.stats["send_budget_queries"] += 1  # not sent: it will time out
+            return p
+        self.out.append((data, addr))
         self.stats["queries_out"] += 1
         return p
 
     def reply(self, t: bytes, body: ResponseBody, addr: Addr) -> None:
-        self.out.append((encode_response(t, body, version=self.config.version, ip=addr), addr))
+        data = encode_response(t, body, version=self.config.version, ip=addr)
+        if self.config.send_rate > 0 and not self._spend(len(data), 0.0):
+            self.stats["send_budget_replies"] += 1
+            return
+        self.out.append((data, addr))
         self.stats["responses_out"] += 1
 
     def reply_error(self, t: bytes, code: int, message: str, addr: Addr) -> None:
-        self.out.append(
-            (encode_error(t, code, message, version=self.config.version, ip=addr), addr)
-        )
+        data = encode_error(t, code, message, version=self.config.version, ip=addr)
+        if self.config.send_rate > 0 and not self._spend(len(data), 0.0):
+            self.stats["send_budget_replies"] += 1
+            return
+        self.out.append((data, addr))
         self.stats["errors_out"] += 1
+
+    def _spend(self, size: int, reserve: float) -> bool:
+        """Take ``size`` bytes of the send budget, keeping ``reserve`` (a share of the
+        burst) for answers; False, taking nothing, if that is not there."""
+        rate = self.config.send_rate
+        tokens = self._send_tokens + (self.now - self._send_at) * rate
+        if tokens > rate:
+            tokens = rate
+        self._send_at = self.now
+        if tokens - size < reserve * rate:
+            self._send_tokens = tokens
+            return False
+        self._send_tokens = tokens - size
+        return True
 
     # ------------------------------------------------------------------ timing
 

@@ -105,3 +105,30 @@ def test_node_under_flood_drops_cheaply_and_answers_honest_pings() -> None:
     assert stats["dropped_banned"] > 15_000  # banned within the first thousand or so
     assert stats["dropped_deep"] + stats["dropped_oversize"] + stats["dropped_not_dict"] > 0
     assert stats["internal_errors"] == 0
+
+
+def _ping(t: bytes) -> bytes:
+    """A ping from a read-only node (BEP 43): answered, and never pinged back."""
+    return bencode({b"a": {b"id": b"p" * 20}, b"q": b"ping", b"ro": 1, b"t": t, b"y": b"q"})
+
+
+def test_send_budget_keeps_answering_and_queries_less() -> None:
+    """Over the budget, answers still go out (until it is spent) while our own queries
+    stop at a quarter left; the budget refills with time."""
+    node = NodeState(b"\x11" * 20, random.Random(1), 0.0, NodeConfig(send_rate=2000.0))
+    sent = 0
+    for i in range(60):  # ~60 bytes per answer: 2,000 bytes last about 33 answers
+        node.receive_datagram(_ping(b"%02d" % i), (f"45.0.{i}.1", 1), 1.0)
+        sent += len(node.datagrams_to_send())
+    assert 25 <= sent <= 40
+    assert node.stats["send_budget_replies"] == 60 - node.stats["responses_out"]
+    before = node.stats["queries_out"]
+    node.ping(("45.1.1.1", 1), 1.0)  # less than a quarter left: our query is not sent
+    assert node.stats["queries_out"] == before and node.stats["send_budget_queries"] == 1
+    assert node.datagrams_to_send() == []
+    node.ping(("45.1.1.1", 1), 3.0)  # refilled
+    assert len(node.datagrams_to_send()) == 1
+    unlimited = NodeState(b"\x11" * 20, random.Random(1), 0.0, NodeConfig(send_rate=0))
+    for i in range(200):
+        unlimited.receive_datagram(_ping(b"%03d" % i), (f"45.2.{i}.1", 1), 1.0)
+    assert len(unlimited.datagrams_to_send()) == 200

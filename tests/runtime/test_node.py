@@ -273,22 +273,33 @@ async def test_garbage_never_breaks_a_node() -> None:
         rng.randbytes(60_000),
     ]
     async with DHTNode(bind=("127.0.0.80", 0), bootstrap=[], **FAST) as node:
-        async with await anyio.create_udp_socket(
-            family=socket.AF_INET, local_host="127.0.0.81", local_port=0
-        ) as sock:
+        async with (
+            await anyio.create_udp_socket(
+                family=socket.AF_INET, local_host="127.0.0.81", local_port=0
+            ) as junk_sock,
+            await anyio.create_udp_socket(
+                family=socket.AF_INET, local_host="127.0.0.83", local_port=0
+            ) as sock,
+        ):
             for i, datagram in enumerate(garbage):
-                await sock.sendto(datagram, *node.address)
+                await junk_sock.sendto(datagram, *node.address)
                 if i % 50 == 0:
                     await anyio.sleep(0.01)  # let the node read: no queue overflow
+            # Junk is charged to its sender: that one is out of budget, others are not.
+            assert await probe(junk_sock, node.address, ping_query(b"no"), b"no") is None
             reply = await probe(sock, node.address, ping_query(b"ok"), b"ok")
             assert isinstance(reply, krpc.Response) and reply.sender_id == node.node_id
-            # a datagram above 1,500 bytes is read whole (64 KiB buffer)
-            big = ping_query(b"bg", pad=b"x" * 3000)
-            assert len(big) > 3000
-            reply = await probe(sock, node.address, big, b"bg")
+            # a datagram above 1,500 bytes is read whole; above 2,048 it is dropped unread
+            near = ping_query(b"bg", pad=b"x" * 1900)
+            assert 1500 < len(near) <= 2048
+            reply = await probe(sock, node.address, near, b"bg")
             assert isinstance(reply, krpc.Response) and reply.sender_id == node.node_id
-        assert node.stats["dropped"] > 0
-        assert node.stats["receive_errors"] == 0
+            too_big = ping_query(b"xl", pad=b"x" * 3000)
+            assert await probe(sock, node.address, too_big, b"xl") is None
+        stats = node.stats
+        assert stats["dropped"] > 0 and stats["rate_limited"] > 0
+        assert stats["dropped_oversize"] >= 1 and stats["dropped_not_dict"] > 0
+        assert stats["receive_errors"] == 0 and stats["internal_errors"] == 0
         async with DHTNode(bind=("127.0.0.82", 0), bootstrap=[], **FAST) as other:
             assert await other.ping(node.address) == node.node_id
 

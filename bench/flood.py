@@ -142,13 +142,13 @@ def flood_datagrams(rng: random.Random, n: int = 4096) -> list[bytes]:
             a = {b"id": node_id, b"target": rng.randbytes(20)}
             out.append(bencode({b"a": a, b"q": b"find_node", b"t": tid, b"y": b"q"}))
         elif kind == 2:
-            a = {
+            announce: dict[bytes, bytes | int] = {
                 b"id": node_id,
                 b"info_hash": rng.randbytes(20),
                 b"port": rng.randrange(1, 65536),
                 b"token": rng.randbytes(8),
             }
-            out.append(bencode({b"a": a, b"q": b"announce_peer", b"t": tid, b"y": b"q"}))
+            out.append(bencode({b"a": announce, b"q": b"announce_peer", b"t": tid, b"y": b"q"}))
         elif kind == 3:
             depth = rng.randrange(200, 1400)
             out.append(b"l" * depth + b"i1e" + b"e" * rng.randrange(0, depth // 2))
@@ -232,7 +232,7 @@ async def honest_pings(
         _, proto = await loop.create_datagram_endpoint(
             lambda: Honest(sent, rtts), local_addr=(f"{HONEST_PREFIX}{i + 1}", 0)
         )
-        protos.append(proto)  # type: ignore[arg-type]
+        protos.append(proto)
     total = 0
     counter = 0
     end = loop.time() + seconds

@@ -9,7 +9,8 @@ module is the mapping between the two and the bookkeeping around it:
   and dicts come back as ``int``, ``list`` and ``dict`` with ``bytes`` keys.
 * :func:`kv_salt`: the salt of the key/value API's items (``node.set`` / ``node.get``).
 * :func:`load_or_create_keypair`: the node's own key pair, kept in the state directory.
-* :class:`Publication`: an item this node put, which it republishes (BEP 44, "Expiration").
+
+What a node republishes is kept by the core (:mod:`mldht.core.republish`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import binascii
 import errno
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +30,6 @@ from .keys import load_keypair, save_keypair
 
 __all__ = [
     "IDENTITY_FILE",
-    "Publication",
     "as_id",
     "as_infohash",
     "as_public_key",
@@ -219,20 +218,3 @@ def _create(target: Path) -> tuple[KeyPair, bool]:
     finally:
         tmp.unlink(missing_ok=True)
     return keypair, True
-
-
-@dataclass(eq=False)
-class Publication:
-    """An item this node put: what it re-puts every republish interval (BEP 44, "Expiration").
-
-    Mutable items are re-put with the same ``seq`` (and so the same signature): storing
-    nodes only refresh their expiry timer.
-    """
-
-    target: bytes
-    v_bencoded: bytes
-    keypair: KeyPair | None = None
-    salt: bytes = b""
-    seq: int | None = None
-    due: float = 0.0
-    """When the next republish is due, on the runtime's clock (``anyio.current_time``)."""

@@ -131,8 +131,11 @@ class QueryHandlers:
         ctx = self._ctx
         ih = body.info_hash
         store = self._peers
-        # Withhold the token when the store is full (libtorrent): no announce can land.
-        token = self._tokens.issue(addr[0], ih, now) if store.can_accept(ih, now) else None
+        # Withhold the token when no announce of the querier's could land (libtorrent):
+        # the info-hash is full, or its /24 (/64) is at its quota, or a full store would
+        # not make room for it (peer_store's fair share), or its address is a bogon.
+        accept = store.can_accept(ih, now, source=addr[0])
+        token = self._tokens.issue(addr[0], ih, now) if accept else None
         blooms = store.scrape(ih, now) if body.scrape else None
         peers: list[Addr] = []
         if blooms is None:
@@ -209,11 +212,11 @@ class QueryHandlers:
             return
         try:
             if body.k is None:
-                self._items.put_immutable(body.v, now)
+                self._items.put_immutable(body.v, now, source=addr[0])
             else:
                 assert body.seq is not None and body.sig is not None
                 self._items.put_mutable(
-                    body.k, body.salt, body.seq, body.sig, body.v, body.cas, now
+                    body.k, body.salt, body.seq, body.sig, body.v, body.cas, now, source=addr[0]
                 )
         except KRPCError as exc:
             ctx.reply_error(q.t, exc.code, exc.message, addr)

@@ -33,6 +33,7 @@ from .bep44 import (
     verify,
 )
 from .ids import ID_BITS, ID_LEN, distance
+from .netaddr import source_key
 
 __all__ = ["DEFAULT_TTL", "ItemBackend", "ItemStore", "ItemWrite", "StoredItem"]
 
@@ -81,13 +82,22 @@ class _Record:
     """The in-memory form of an item; its target is the key it is stored under."""
 
     # No score slot: it is recomputed from the target when needed (16 bytes an item).
-    __slots__ = ("blob", "last_put", "put_count", "seq")
+    __slots__ = ("blob", "last_put", "put_count", "seq", "source")
 
-    def __init__(self, blob: bytes, seq: int | None, last_put: float, put_count: int) -> None:
+    def __init__(
+        self,
+        blob: bytes,
+        seq: int | None,
+        last_put: float,
+        put_count: int,
+        source: bytes | None = None,
+    ) -> None:
         self.blob = blob
         self.seq = seq  # None for an immutable item
         self.last_put = last_put
         self.put_count = put_count
+        # the /24 (/64) whose put created it, charged for it (None: local or unknown)
+        self.source = source
 
     def value(self) -> bytes:
         if self.seq is None:
@@ -140,6 +150,13 @@ class ItemStore:
     would need that is refused with 202 (Server Error) and stores nothing, so the putter
     learns it should look elsewhere rather than believe a store that did not happen.
 
+    Per-source quota: the puts of one /24 (IPv6: /64) may create at most
+    ``max_items_per_source`` items (the item is charged to the source whose put created
+    it, until it expires or is evicted; later puts of it by anyone refresh it for free).
+    A put beyond the quota is refused with 202 before anything is evicted. The caller
+    passes the putter's IP as ``source``; local-network putters and ``source=None``
+    are not counted.
+
     With ``persistent=True`` every change (an accepted put, an expiry, an eviction) is
     queued as an :data:`ItemWrite` for :meth:`take_writes`, in the order made. Any error
     is a :class:`KRPCError` carrying the wire code to reply with, and leaves the store
@@ -154,6 +171,7 @@ class ItemStore:
         max_bytes: int = 8 * 1024 * 1024,
         ttl: float = DEFAULT_TTL,
         persistent: bool = False,
+        max_items_per_source: int = 100,
     ) -> None:
         if len(own_id) != ID_LEN:
             raise InvalidArgument("own_id must be 20 bytes")
@@ -164,6 +182,10 @@ class ItemStore:
             raise InvalidArgument("max_bytes is too small to hold one item of the largest size")
         if not ttl > 0:
             raise InvalidArgument("ttl must be positive")
+        if max_items_per_source < 1:
+            raise InvalidArgument("max_items_per_source must be at least 1")
+        self.max_items_per_source = max_items_per_source
+        self._src_items: dict[bytes, int] = {}
         self._own_id = own_id
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -213,11 +235,13 @@ class ItemStore:
 
     # --- puts ------------------------------------------------------------------------
 
-    def put_immutable(self, v_bencoded: bytes, now: float) -> bytes:
+    def put_immutable(self, v_bencoded: bytes, now: float, *, source: str | None = None) -> bytes:
         """Store (or refresh) an immutable item; returns its target, SHA-1(v).
 
+        ``source`` is the putter's IP, for the per-source quota (None: not counted).
         Raises :class:`KRPCError`: 205 (v empty or over 1000 bytes), 203 (v not canonical
-        bencode), 202 (storage full of more useful items, or a backend failure).
+        bencode), 202 (storage full of more useful items, the putter's /24 or /64 at its
+        quota, or a backend failure).
         """
         v_bencoded = _check_value(v_bencoded)
         target = immutable_target(v_bencoded)
@@ -226,7 +250,7 @@ class ItemStore:
             # A SHA-1 collision between SHA-1(v) and SHA-1(k ‖ salt); refuse, keep ours.
             raise KRPCError(KRPCError.SEQ_TOO_LOW, "target holds a mutable item")
         put_count = 1 if old is None else old.put_count + 1
-        self._store(target, v_bencoded, None, old, put_count, now)
+        self._store(target, v_bencoded, None, old, put_count, now, source)
         return target
 
     def put_mutable(
@@ -238,8 +262,12 @@ class ItemStore:
         v_bencoded: bytes,
         cas: int | None,
         now: float,
+        *,
+        source: str | None = None,
     ) -> None:
         """Store, replace or refresh a mutable item under SHA-1(k ‖ salt) (BEP 44 "Mutable items").
+
+        ``source`` is the putter's IP, for the per-source quota (None: not counted).
 
         Checks, in libtorrent's order: 203 (k, sig of the wrong length or type), 205 (v
         empty or over 1000 bytes), 203 (v not canonical bencode), 207 (salt over 64
@@ -247,7 +275,8 @@ class ItemStore:
         the stored item is looked at), then against a stored item: 301 (``cas`` given
         and not the stored ``seq``; checked first, as libtorrent does), 302 (``seq`` below the
         stored one, or equal with a different value). An equal ``seq`` with the same
-        value only refreshes the expiry timer. Finally 202 if there is no room.
+        value only refreshes the expiry timer. Finally 202 if there is no room or the
+        putter's /24 (/64) is at its quota.
         """
         if not isinstance(k, bytes) or len(k) != PUBLIC_KEY_LEN:
             raise KRPCError(KRPCError.PROTOCOL, "k must be a 32-byte public key")
@@ -282,11 +311,11 @@ class ItemStore:
                     # BEP 44: equal seq MUST be rejected; 302 is what the code says.
                     raise KRPCError(KRPCError.SEQ_TOO_LOW, "sequence number not newer")
                 # Same item again: refresh the expiry, keep the stored signature.
-                self._store(target, old.blob, old.seq, old, old.put_count + 1, now)
+                self._store(target, old.blob, old.seq, old, old.put_count + 1, now, source)
                 return
         put_count = 1 if old is None else old.put_count + 1
         blob = _pack_mutable(k, salt, sig, v_bencoded)
-        self._store(target, blob, seq, old, put_count, now)
+        self._store(target, blob, seq, old, put_count, now, source)
 
     # --- housekeeping ----------------------------------------------------------------
 
@@ -386,8 +415,15 @@ class ItemStore:
         old: _Record | None,
         put_count: int,
         now: float,
+        source: str | None = None,
     ) -> None:
-        rec = _Record(blob, seq, now, put_count)
+        if old is not None:
+            src = old.source  # the creator stays charged
+        else:
+            src = source_key(source) if source is not None else None
+            if src is not None and self._src_items.get(src, 0) >= self.max_items_per_source:
+                raise KRPCError(KRPCError.SERVER, "too many items from your network")
+        rec = _Record(blob, seq, now, put_count, src)
         self._make_room(target, rec, old, now)
         if self._writes is not None:
             self._queue(target, _unpack(target, rec))
@@ -435,11 +471,19 @@ class ItemStore:
 
     def _insert(self, target: bytes, rec: _Record) -> None:
         self._items[target] = rec
+        if rec.source is not None:
+            self._src_items[rec.source] = self._src_items.get(rec.source, 0) + 1
         self._by_score.setdefault(self.usefulness(target, rec.put_count), {})[target] = None
         self._bytes += ID_LEN + len(rec.blob)
 
     def _remove(self, target: bytes) -> None:
         rec = self._items.pop(target)
+        if rec.source is not None:
+            left = self._src_items[rec.source] - 1
+            if left:
+                self._src_items[rec.source] = left
+            else:
+                del self._src_items[rec.source]
         score = self.usefulness(target, rec.put_count)
         bucket = self._by_score[score]
         del bucket[target]

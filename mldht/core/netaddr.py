@@ -32,9 +32,11 @@ __all__ = [
     "LOCAL",
     "PUBLIC",
     "classify",
+    "classify_packed",
     "is_acceptable",
     "local_allowed",
     "source_key",
+    "source_of_packed",
 ]
 
 PUBLIC: Final = 0
@@ -114,3 +116,15 @@ def source_key(ip: str) -> bytes | None:
     if _classify_packed(raw) != PUBLIC:
         return None
     return raw[:3] if len(raw) == 4 else raw[:8]
+
+
+def source_of_packed(raw: bytes) -> bytes | None:
+    """:func:`source_key` of a packed (4 or 16 byte, unmapped) address."""
+    if _classify_packed(raw) != PUBLIC:
+        return None
+    return raw[:3] if len(raw) == 4 else raw[:8]
+
+
+def classify_packed(raw: bytes) -> int:
+    """:func:`classify` of a packed (4 or 16 byte, unmapped) address."""
+    return _classify_packed(raw)

@@ -18,6 +18,27 @@ The arrays are immutable ``bytes``, rebuilt on each change: a ``bytes`` object i
 allocation with no spare capacity, about 70 bytes less per info-hash than a
 ``bytearray``, which matters because most info-hashes hold only a few peers. The copy
 is cheap next to the rest of an announce (10 KB for 1000 IPv4 peers).
+
+Abuse limits (a peer's IP is always the announcer's source IP, BEP 5). A *source* is the
+announcer's /24 (IPv6: /64); local-network addresses (loopback, private) are exempt
+from the quotas, each such IP counting alone, and bogon addresses (unspecified,
+multicast, broadcast, reserved, and local ones when our node is public:
+``local_network=False``) are never stored (:mod:`mldht.core.netaddr`):
+
+* a source holds at most ``max_peers_per_source`` peer entries in the whole store and
+  at most ``max_peers_per_source_per_infohash`` in one info-hash;
+* every stored info-hash is charged to its *owner*, the source whose announce created
+  it. When the store holds ``max_infohashes`` (after sweeping expired entries), an
+  announce for a new info-hash from source S evicts one info-hash of the owner H that
+  owns the most, provided H owns more than S would after the announce (more than
+  ``owned(S) + 1``); otherwise it is refused (and :meth:`PeerStore.can_accept` tells the
+  ``get_peers`` handler to withhold the token). The victim is, among H's eight oldest
+  info-hashes, the least popular: the one announced from the fewest distinct sources
+  (popularity counts distinct /24s, not announces), the oldest on a tie. So a flood
+  from many addresses only ever pushes out the flooders' own info-hashes while any
+  source owning fewer than the biggest owner (an honest announcer) still gets in: the
+  store converges to an equal share per source (max-min fairness), and honest
+  announces are never locked out by a full store.
 """
 
 from __future__ import annotations
@@ -30,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DecodeError, InvalidArgument
 from .compact import ip_from_bytes, ip_to_bytes
 from .ids import ID_LEN
+from .netaddr import LOCAL, PUBLIC, classify_packed, local_allowed, source_of_packed
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -59,6 +81,8 @@ DEFAULT_VALUES_BUDGET = 400
 _REC4 = 10
 _REC6 = 22
 _STAMP_MAX = (1 << 31) - 1
+_VICTIM_WINDOW = 8
+"""How many of the biggest owner's oldest info-hashes eviction compares by popularity."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,15 +187,28 @@ def _insert_sorted(arr: bytes, rec: bytes, size: int) -> bytes:
     return arr[: lo * size] + rec + arr[lo * size :]
 
 
+class _Owner:
+    """A source (or local IP) and the info-hashes it created, oldest first."""
+
+    __slots__ = ("infohashes", "key")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.infohashes: dict[bytes, None] = {}
+
+
 class PeerStore:
     """Peers announced to this node, per info-hash, with expiry and size limits.
 
     * one entry per IP per info-hash (BEP 33); a re-announce updates port and seed flag
       and refreshes the expiry (``peer_ttl``);
     * at most ``max_infohashes`` info-hashes and ``max_peers_per_infohash`` peers each
-      (both families together). When full, :meth:`announce` refuses new entries and
-      :meth:`can_accept` tells the ``get_peers`` handler to withhold the token, as
-      libtorrent does and as BEP 33 suggests, instead of growing or evicting;
+      (both families together). A full info-hash refuses new IPs, and :meth:`can_accept`
+      tells the ``get_peers`` handler to withhold the token (libtorrent, BEP 33); a
+      store full of info-hashes evicts by per-source fair share (module docstring);
+    * per-source quotas ``max_peers_per_source`` and
+      ``max_peers_per_source_per_infohash`` (a source is a public /24 or /64), and no
+      bogon addresses (``local_network``: our own address scope, see netaddr);
     * expiry is exact to the second (an entry never outlives its TTL) and lazy: expired
       entries are never returned, and are dropped when their info-hash is touched or by
       :meth:`expire`, which costs one check per stored info-hash.
@@ -182,14 +219,22 @@ class PeerStore:
 
     __slots__ = (
         "_by_family",
+        "_by_size",
         "_epoch",
         "_last_reclaim",
         "_last_rel",
+        "_local_ok",
+        "_max_owned",
         "_n_infohashes",
         "_n_peers",
+        "_owned",
+        "_owner",
         "_rng",
+        "_src_peers",
         "max_infohashes",
         "max_peers_per_infohash",
+        "max_peers_per_source",
+        "max_peers_per_source_per_infohash",
         "peer_ttl",
     )
 
@@ -200,8 +245,16 @@ class PeerStore:
         max_infohashes: int = 10_000,
         max_peers_per_infohash: int = 1_000,
         peer_ttl: float = DEFAULT_PEER_TTL,
+        max_peers_per_source: int = 200,
+        max_peers_per_source_per_infohash: int = 4,
+        local_network: bool | None = None,
     ) -> None:
-        if max_infohashes < 1 or max_peers_per_infohash < 1:
+        if (
+            max_infohashes < 1
+            or max_peers_per_infohash < 1
+            or max_peers_per_source < 1
+            or max_peers_per_source_per_infohash < 1
+        ):
             raise InvalidArgument("store limits must be at least 1")
         if not 1.0 <= peer_ttl < 2**29:
             raise InvalidArgument(f"peer_ttl out of range: {peer_ttl}")
@@ -209,6 +262,17 @@ class PeerStore:
         self.max_infohashes = max_infohashes
         self.max_peers_per_infohash = max_peers_per_infohash
         self.peer_ttl = float(peer_ttl)
+        self.max_peers_per_source = max_peers_per_source
+        self.max_peers_per_source_per_infohash = max_peers_per_source_per_infohash
+        self._local_ok = local_allowed(local_network)
+        # peer entries per public source (/24 or /64 prefix)
+        self._src_peers: dict[bytes, int] = {}
+        # info-hash -> owner (the source, or a local IP, whose announce created it);
+        # owner -> its info-hashes, oldest first; how many own n info-hashes (eviction)
+        self._owner: dict[bytes, _Owner] = {}
+        self._owned: dict[bytes, _Owner] = {}
+        self._by_size: dict[int, dict[_Owner, None]] = {}
+        self._max_owned = 0
         # (IPv4 records, IPv6 records), each info-hash -> record array.
         self._by_family: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
         self._epoch: float | None = None
@@ -244,6 +308,7 @@ class PeerStore:
             return arr
         cut = _first_live(arr, size, rel)
         self._n_peers -= cut
+        self._uncount(arr[: cut * size], size)
         table = self._by_family[fam]
         if cut * size < len(arr):
             arr = table[infohash] = arr[cut * size :]
@@ -251,7 +316,132 @@ class PeerStore:
         del table[infohash]
         if infohash not in self._by_family[1 - fam]:
             self._n_infohashes -= 1
+            self._disown(infohash)
         return None
+
+    # -- per-source accounting ------------------------------------------------------------
+
+    def _uncount(self, recs: bytes, size: int) -> None:
+        """Records leave the store: take them off their sources' counts."""
+        counts = self._src_peers
+        for off in range(0, len(recs), size):
+            src = source_of_packed(recs[off : off + size - 6])
+            if src is not None:
+                left = counts[src] - 1
+                if left:
+                    counts[src] = left
+                else:
+                    del counts[src]
+
+    def _resize(self, owner: _Owner, old: int, new: int) -> None:
+        by_size = self._by_size
+        if old:
+            group = by_size[old]
+            del group[owner]
+            if not group:
+                del by_size[old]
+        if new:
+            by_size.setdefault(new, {})[owner] = None
+            if new > self._max_owned:
+                self._max_owned = new
+
+    def _own(self, infohash: bytes, key: bytes) -> None:
+        owner = self._owned.get(key)
+        if owner is None:
+            owner = self._owned[key] = _Owner(key)
+        owned = owner.infohashes
+        owned[infohash] = None
+        self._owner[infohash] = owner
+        self._resize(owner, len(owned) - 1, len(owned))
+
+    def _disown(self, infohash: bytes) -> None:
+        owner = self._owner.pop(infohash, None)
+        if owner is None:
+            return
+        owned = owner.infohashes
+        del owned[infohash]
+        if not owned:
+            del self._owned[owner.key]
+        self._resize(owner, len(owned) + 1, len(owned))
+
+    def _heaviest(self) -> _Owner | None:
+        """The owner with the most info-hashes (the earliest to get there on a tie)."""
+        while self._max_owned and self._max_owned not in self._by_size:
+            self._max_owned -= 1
+        if not self._max_owned:
+            return None
+        return next(iter(self._by_size[self._max_owned]))
+
+    def _may_evict_for(self, key: bytes) -> _Owner | None:
+        """The owner to evict from so that owner ``key`` gets a new info-hash, or None."""
+        heaviest = self._heaviest()
+        if heaviest is None or heaviest.key == key:
+            return None
+        mine = self._owned.get(key)
+        if self._max_owned <= (len(mine.infohashes) if mine else 0) + 1:
+            return None
+        return heaviest
+
+    def popularity(self, infohash: bytes) -> int:
+        """Distinct sources (/24, /64; each local IP alone) announcing ``infohash``."""
+        seen: set[bytes] = set()
+        for fam, size in ((0, _REC4), (1, _REC6)):
+            arr = self._by_family[fam].get(infohash)
+            if arr:
+                for off in range(0, len(arr), size):
+                    raw = arr[off : off + size - 6]
+                    seen.add(source_of_packed(raw) or raw)
+        return len(seen)
+
+    def _evict_from(self, owner: _Owner) -> None:
+        """Drop the least popular of ``owner``'s oldest info-hashes, all its peers."""
+        oldest = []
+        for ih in owner.infohashes:
+            oldest.append(ih)
+            if len(oldest) >= _VICTIM_WINDOW:
+                break
+        victim = min(oldest, key=self.popularity)  # min keeps the oldest on a tie
+        for fam, size in ((0, _REC4), (1, _REC6)):
+            arr = self._by_family[fam].pop(victim, None)
+            if arr is not None:
+                self._n_peers -= len(arr) // size
+                self._uncount(arr, size)
+        self._n_infohashes -= 1
+        self._disown(victim)
+
+    def _source_full(
+        self, infohash: bytes, packed: bytes, src: bytes, arr: bytes | None, rel: float
+    ) -> bool:
+        """Whether public source ``src`` may add no entry for ``infohash`` (its quotas).
+
+        A source at its total quota may hold expired entries not yet dropped: the store
+        is swept first, at most once per second of store time (as for a full store).
+        """
+        if self._src_peers.get(src, 0) >= self.max_peers_per_source:
+            if rel - self._last_reclaim < 1.0:
+                return True
+            self._last_reclaim = rel
+            self._expire(rel)
+            if self._src_peers.get(src, 0) >= self.max_peers_per_source:
+                return True
+        if not arr:
+            return False
+        size = _REC4 if len(packed) == 4 else _REC6
+        n = 0
+        pos = arr.find(src)
+        while pos >= 0:
+            if pos % size == 0:
+                n += 1
+                if n >= self.max_peers_per_source_per_infohash:
+                    return True
+                pos = arr.find(src, pos + size)
+            else:
+                pos = arr.find(src, (pos // size + 1) * size)
+        return False
+
+    def _admissible(self, packed: bytes) -> bool:
+        cls = classify_packed(packed)
+        return cls == PUBLIC or (cls == LOCAL and self._local_ok)
 
     def _live(self, infohash: bytes, rel: float) -> list[tuple[bytes, int]]:
         """The non-empty, trimmed record arrays of an info-hash, with their record size."""
@@ -271,6 +461,7 @@ class PeerStore:
         size = _REC4 if fam == 0 else _REC6
         rec = packed + port.to_bytes(2, "big") + ((expiry << 1) | seed).to_bytes(4, "big")
         table = self._by_family[fam]
+        src = source_of_packed(packed)
         arr = table.get(infohash)
         if arr is not None:
             arr = self._trim(fam, infohash, arr, rel)
@@ -281,24 +472,35 @@ class PeerStore:
                 return True
             if self._count(infohash) >= self.max_peers_per_infohash:
                 return False
+            if src is not None and self._source_full(infohash, packed, src, arr, rel):
+                return False
             table[infohash] = _insert_sorted(arr, rec, size)
-            self._n_peers += 1
+            self._add_count(src)
             return True
+        if src is not None and self._source_full(infohash, packed, src, None, rel):
+            return False
         other = self._by_family[1 - fam].get(infohash)
         if other is not None:
             other = self._trim(1 - fam, infohash, other, rel)
         if other is None:
-            if not self._room_for_infohash(rel):
+            if not self._room_for_infohash(rel, src or packed, evict=True):
                 return False
             self._n_infohashes += 1
+            self._own(infohash, src or packed)
         elif self._count(infohash) >= self.max_peers_per_infohash:
             return False
         table[infohash] = rec
-        self._n_peers += 1
+        self._add_count(src)
         return True
 
-    def _room_for_infohash(self, rel: float) -> bool:
-        """Whether a new info-hash fits; at the cap, sweep expired ones first.
+    def _add_count(self, src: bytes | None) -> None:
+        self._n_peers += 1
+        if src is not None:
+            self._src_peers[src] = self._src_peers.get(src, 0) + 1
+
+    def _room_for_infohash(self, rel: float, owner: bytes, *, evict: bool) -> bool:
+        """Whether a new info-hash of ``owner`` fits; at the cap, sweep expired ones
+        first, then (``evict``) make room by fair share (module docstring).
 
         The sweep costs one check per info-hash, so it runs at most once per second of
         store time: a flood of announces for new hashes cannot make every one pay it.
@@ -308,7 +510,14 @@ class PeerStore:
         if rel - self._last_reclaim >= 1.0:
             self._last_reclaim = rel
             self._expire(rel)
-        return self._n_infohashes < self.max_infohashes
+            if self._n_infohashes < self.max_infohashes:
+                return True
+        victim_owner = self._may_evict_for(owner)
+        if victim_owner is None:
+            return False
+        if evict:
+            self._evict_from(victim_owner)
+        return True
 
     def _expire(self, rel: float) -> int:
         before = self._n_peers
@@ -337,21 +546,51 @@ class PeerStore:
         if not 0 < port < 65536:
             raise InvalidArgument(f"port out of range: {port}")
         packed = ip_to_bytes(ip, unmap=True)
+        if not self._admissible(packed):
+            return False  # a bogon, or a local address while we are public
         rel = self._clock(now)
         return self._put(infohash, packed, port, bool(seed), self._expiry(rel, self.peer_ttl), rel)
 
-    def can_accept(self, infohash: bytes, now: float | None = None) -> bool:
-        """Whether an announce of a *new* IP for ``infohash`` would be stored.
+    def can_accept(
+        self, infohash: bytes, now: float | None = None, *, source: str | None = None
+    ) -> bool:
+        """Whether an announce for ``infohash`` would be stored.
 
-        The ``get_peers`` handler withholds the token when this is False (BEP 33). With
-        ``now``, expired entries are dropped first.
+        Without ``source``: whether one from a *new* IP would (with ``now``, expired
+        entries are dropped first; a full store counts as full). With ``source``, the
+        announcer's IP: whether its announce would be stored, quotas and fair-share
+        eviction included (a re-announce of a stored IP always is). The ``get_peers``
+        handler withholds the token when this is False (BEP 33).
         """
         infohash = bytes(infohash)
+        if source is not None:
+            try:
+                packed = ip_to_bytes(source, unmap=True)
+            except ValueError:
+                return False
+            if not self._admissible(packed):
+                return False
+            rel = self._clock(now if now is not None else self._epoch or 0.0)
+            fam = 0 if len(packed) == 4 else 1
+            size = _REC4 if fam == 0 else _REC6
+            arr = self._by_family[fam].get(infohash)
+            if arr is not None:
+                arr = self._trim(fam, infohash, arr, rel)
+            if arr is not None and _find_ip(arr, packed, size) >= 0:
+                return True
+            src = source_of_packed(packed)
+            if src is not None and self._source_full(infohash, packed, src, arr, rel):
+                return False
+            if self._live(infohash, rel):
+                return self._count(infohash) < self.max_peers_per_infohash
+            return self._room_for_infohash(rel, src or packed, evict=False)
         if now is not None:
             rel = self._clock(now)
             if self._live(infohash, rel):
                 return self._count(infohash) < self.max_peers_per_infohash
-            return self._room_for_infohash(rel)
+            if self._n_infohashes < self.max_infohashes:
+                return True
+            return self._room_for_infohash(rel, b"", evict=False)
         if infohash in self._by_family[0] or infohash in self._by_family[1]:
             return self._count(infohash) < self.max_peers_per_infohash
         return self._n_infohashes < self.max_infohashes
@@ -530,6 +769,7 @@ class PeerStore:
                 ok = (
                     len(infohash) == ID_LEN
                     and bool(packed)
+                    and self._admissible(packed)
                     and type(port) is int
                     and 0 < port < 65536
                     and isinstance(seed, bool | int)

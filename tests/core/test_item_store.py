@@ -590,3 +590,59 @@ def test_memory_per_item() -> None:
     assert len(store) == n
     per_item = overhead / n + values[0].__sizeof__()  # the value itself was made before
     assert per_item <= 1300, per_item
+
+
+# -- per-source quota ---------------------------------------------------------------------
+
+
+def test_quota_per_putting_source() -> None:
+    store = make_store(max_items_per_source=3)
+    targets = [store.put_immutable(f"i{n}e".encode(), 0.0, source=f"45.1.1.{n}") for n in range(3)]
+    with pytest.raises(KRPCError) as exc:
+        store.put_immutable(b"i99e", 0.0, source="45.1.1.200")  # same /24
+    assert exc.value.code == KRPCError.SERVER
+    assert len(store) == 3
+    # refreshing a stored item is free, for its putter or anyone
+    assert store.put_immutable(b"i0e", 1.0, source="45.1.1.0") == targets[0]
+    store.put_immutable(b"i1e", 1.0, source="45.1.1.9")
+    # another /24, local putters and callers that name no source are not limited
+    store.put_immutable(b"i99e", 0.0, source="45.1.2.1")
+    for n in range(5):
+        store.put_immutable(f"i{100 + n}e".encode(), 0.0, source="10.0.0.1")
+        store.put_immutable(f"i{200 + n}e".encode(), 0.0)
+    assert len(store) == 14
+    # expired items give the quota back
+    store.expire(store.ttl + 2.0)
+    store.put_immutable(b"i300e", store.ttl + 2.0, source="45.1.1.3")
+
+
+def test_quota_per_source_mutable_and_ipv6() -> None:
+    store = make_store(max_items_per_source=2)
+    for n in range(2):
+        kp = KeyPair.generate()
+        sig = kp.sign_item(b"i1e", 1, b"")
+        store.put_mutable(
+            kp.public_key, b"", 1, sig, b"i1e", None, 0.0, source=f"2001:db8::{n + 1}"
+        )
+    kp = KeyPair.generate()
+    sig = kp.sign_item(b"i1e", 1, b"")
+    with pytest.raises(KRPCError):
+        store.put_mutable(kp.public_key, b"", 1, sig, b"i1e", None, 0.0, source="2001:db8::ff")
+    store.put_mutable(kp.public_key, b"", 1, sig, b"i1e", None, 0.0, source="2001:db8:0:1::1")
+    assert len(store) == 3
+
+
+def test_flood_of_items_leaves_room_for_honest_puts() -> None:
+    # the honest item is one we are a storing node for: its target is near our id
+    honest = b"5:hello"
+    store = make_store(max_items=200, max_items_per_source=10, own_id=hashlib.sha1(honest).digest())
+    stored = 0
+    for n in range(2000):
+        try:
+            store.put_immutable(f"i{n}e".encode(), 0.0, source=f"45.{n % 50}.0.1")
+            stored += 1
+        except KRPCError:
+            pass
+    assert len(store) == 200 and stored < 2000  # each source held at most 10 at a time
+    store.put_immutable(honest, 1.0, source="46.0.0.1")  # a fresh putter
+    assert store.get(hashlib.sha1(honest).digest(), 1.0) is not None

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mldht.core.compact import decode_peer, encode_peer
+from mldht.core.netaddr import PUBLIC, classify
 from mldht.core.peer_store import (
     BLOOM_BYTES,
     PeerStore,
@@ -30,6 +31,10 @@ IH2 = bytes(range(1, 21))
 
 
 def store(**kw: Any) -> PeerStore:
+    """A store whose per-source quotas do not bind (most tests use one /24 or /64);
+    the quota tests set them."""
+    kw.setdefault("max_peers_per_source", 10**6)
+    kw.setdefault("max_peers_per_source_per_infohash", 10**6)
     return PeerStore(random.Random(1), **kw)
 
 
@@ -348,8 +353,12 @@ def test_load_merges_in_expiry_order() -> None:
 )
 def test_matches_a_simple_model(ops: list[tuple[int, int, int, bool, float]]) -> None:
     ttl = 100.0
-    ps = PeerStore(random.Random(0), max_infohashes=3, max_peers_per_infohash=5, peer_ttl=ttl)
+    ps = store(max_infohashes=3, max_peers_per_infohash=5, peer_ttl=ttl)
     model: dict[int, dict[str, tuple[int, bool, float]]] = {}
+    # Two sources: 198.51.100/24 and 2001:db8::/64. Each info-hash is owned by the source
+    # that created it; a full store evicts for a source owning fewer than the biggest
+    # owner minus one (here: when the other source owns all three).
+    owner: dict[int, bool] = {}  # info-hash -> created by the IPv6 source
     now = 0.0
     for ih_n, ip_n, port, seed, step in ops:
         now += step
@@ -361,17 +370,28 @@ def test_matches_a_simple_model(ops: list[tuple[int, int, int, bool, float]]) ->
                 del stored[gone]
         for empty in [k for k, v in model.items() if not v]:
             del model[empty]
+            del owner[empty]
         peers = model.get(ih_n)
+        v6 = ":" in ip
+        victim = None
         if peers is not None and ip in peers:
             can = True
         elif peers is not None:
             can = len(peers) < 5
         else:
             can = len(model) < 3
+            if not can and all(o != v6 for o in owner.values()):
+                # evict the least popular (fewest families), the oldest on a tie
+                victim = min(owner, key=lambda n: len({":" in i for i in model[n]}))
+                can = True
         ps.expire(now)
         assert ps.announce(ih, (ip, port), now, seed) is can
+        if victim is not None:
+            del model[victim]
+            del owner[victim]
         if can:
             model.setdefault(ih_n, {})[ip] = (port, seed, float(math.floor(now + ttl)))
+            owner.setdefault(ih_n, v6)
         for n in range(4):
             want = sorted((i, p) for i, (p, _, _) in model.get(n, {}).items())
             got = sorted(ps.get_peers(bytes([n]) * 20, now, 100, max_bytes=10_000))
@@ -388,17 +408,27 @@ def test_matches_a_simple_model(ops: list[tuple[int, int, int, bool, float]]) ->
 @pytest.mark.parametrize(
     ("n_hashes", "per_hash", "limit"),
     # Budget: 100 bytes per peer at 10**6 peers. The per-info-hash cost (key, dict slot,
-    # array header: ~130 bytes) dominates only when hashes hold a single peer.
-    [(20, 1000, 15), (1000, 20, 25), (6000, 1, 160)],
+    # array header: ~130 bytes, plus ~110 bytes of fair-share bookkeeping: its owner)
+    # dominates only when hashes hold a single peer.
+    [(20, 1000, 15), (1000, 20, 25), (6000, 1, 260)],
 )
 def test_memory_per_peer(n_hashes: int, per_hash: int, limit: float) -> None:
     rng = random.Random(5)
-    ips = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(per_hash)]
+    ips: list[str] = []
+    while len(ips) < per_hash:
+        ip = str(ipaddress.IPv4Address(rng.getrandbits(32)))
+        if classify(ip) == PUBLIC:
+            ips.append(ip)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        ps = PeerStore(rng, max_infohashes=n_hashes, max_peers_per_infohash=per_hash)
+        ps = PeerStore(
+            rng,
+            max_infohashes=n_hashes,
+            max_peers_per_infohash=per_hash,
+            max_peers_per_source=10**6,
+        )
         for _ in range(n_hashes):
             ih = rng.randbytes(20)  # the key is a real cost: allocate it while tracing
             for j, ip in enumerate(ips):
@@ -408,3 +438,100 @@ def test_memory_per_peer(n_hashes: int, per_hash: int, limit: float) -> None:
         tracemalloc.stop()
     assert ps.peer_count() == n_hashes * per_hash
     assert used / ps.peer_count() < limit
+
+
+# -- abuse limits -------------------------------------------------------------------------
+
+
+def ih_n(n: int) -> bytes:
+    return n.to_bytes(20, "big")
+
+
+def test_quota_per_source_total() -> None:
+    ps = PeerStore(random.Random(1), max_peers_per_source=5)
+    for n in range(5):
+        assert ps.announce(ih_n(n), (f"45.1.1.{n}", 1), 0.0)
+    # the whole /24 is at its quota: other addresses of it too
+    assert not ps.announce(ih_n(9), ("45.1.1.200", 1), 0.0)
+    assert not ps.can_accept(ih_n(9), 0.0, source="45.1.1.200")
+    # a re-announce still succeeds; another /24 is unaffected
+    assert ps.announce(ih_n(0), ("45.1.1.0", 2), 1.0)
+    assert ps.can_accept(ih_n(0), 1.0, source="45.1.1.0")
+    assert ps.announce(ih_n(9), ("45.1.2.1", 1), 0.0)
+    # entries that expire give the quota back
+    assert ps.announce(ih_n(9), ("45.1.1.200", 1), 3600.0)
+
+
+def test_quota_per_source_per_infohash_and_ipv6_slash64() -> None:
+    ps = PeerStore(random.Random(1), max_peers_per_source_per_infohash=3)
+    for i in range(1000):  # 1,000 addresses of one /64: 3 entries
+        ps.announce(IH, (f"2001:db8:1:2::{i + 1:x}", 1), 0.0)
+    assert ps.peer_count() == 3
+    assert ps.announce(IH, ("2001:db8:1:3::1", 1), 0.0)
+    for i in range(10):
+        ps.announce(IH, (f"45.6.7.{i}", 1), 0.0)
+    assert ps.peer_count() == 7
+    assert ps.announce(IH2, ("45.6.7.9", 1), 0.0)  # another info-hash: fine
+
+
+def test_local_announcers_are_exempt_from_quotas() -> None:
+    ps = PeerStore(random.Random(1), max_peers_per_source=2, max_peers_per_source_per_infohash=1)
+    for i in range(20):
+        assert ps.announce(IH, (f"10.0.0.{i}", 1), 0.0)
+        assert ps.announce(ih_n(i), ("127.0.0.1", 1), 0.0)
+    assert ps.peer_count() == 40
+
+
+@pytest.mark.parametrize(
+    "ip", ["0.0.0.0", "224.0.0.1", "255.255.255.255", "240.0.0.9", "::", "ff02::1"]
+)
+def test_bogon_announces_are_not_stored(ip: str) -> None:
+    ps = PeerStore(random.Random(1))
+    assert not ps.announce(IH, (ip, 6881), 0.0)
+    assert not ps.can_accept(IH, 0.0, source=ip)
+    assert ps.peer_count() == 0
+    assert ps.load([[IH.hex(), ip, 1, False, 60]], 0.0) == 0
+
+
+def test_local_announces_follow_the_scope() -> None:
+    for scope, stored in ((None, True), (True, True), (False, False)):
+        ps = PeerStore(random.Random(1), local_network=scope)
+        for ip in ("127.0.0.1", "192.168.1.2", "fd00::1"):
+            assert ps.announce(IH, (ip, 6881), 0.0) is stored
+            assert ps.can_accept(IH2, 0.0, source=ip) is stored
+        assert ps.announce(IH, ("45.1.2.3", 6881), 0.0)
+
+
+def test_full_store_evicts_the_biggest_owner_not_honest_newcomers() -> None:
+    ps = PeerStore(random.Random(1), max_infohashes=100)
+    for n in range(100):  # one /24 fills the store
+        assert ps.announce(ih_n(n), (f"45.1.1.{n % 50}", 1), 0.0)
+    assert len(ps) == 100
+    # the flooder gets nothing more: it owns everything already
+    assert not ps.announce(ih_n(1000), ("45.1.1.7", 1), 1.0)
+    assert not ps.can_accept(ih_n(1000), 1.0, source="45.1.1.7")
+    # honest announcers from fresh addresses get in, by evicting the flooder's oldest
+    for i in range(10):
+        assert ps.can_accept(ih_n(2000 + i), 1.0, source=f"46.0.{i}.1")
+        assert ps.announce(ih_n(2000 + i), (f"46.0.{i}.1", 1), 1.0)
+    assert len(ps) == 100
+    assert ih_n(0) not in ps and ih_n(10) in ps
+    # a second flooding /24 evicts the first one's until they are even, never the honest
+    stored = sum(ps.announce(ih_n(3000 + n), ("47.1.1.1", 1), 2.0) for n in range(200))
+    assert stored == 45  # 45 + 45 + 10 honest
+    assert all(ih_n(2000 + i) in ps for i in range(10))
+    assert len(ps) == 100
+
+
+def test_eviction_spares_popular_infohashes() -> None:
+    ps = PeerStore(random.Random(1), max_infohashes=4)
+    for n in range(4):
+        assert ps.announce(ih_n(n), ("45.1.1.1", 1), 0.0)
+    # info-hash 0 (the oldest) is popular: announced from three /24s
+    for i in range(2):
+        ps.announce(ih_n(0), (f"46.{i}.0.1", 1), 0.0)
+    assert ps.popularity(ih_n(0)) == 3 and ps.popularity(ih_n(1)) == 1
+    assert ps.announce(ih_n(99), ("48.0.0.1", 1), 1.0)
+    assert ih_n(0) in ps and ih_n(1) not in ps
+    # the evicted info-hash's peers gave their quota back
+    assert ps.peer_count() == 3 + 2 + 1

@@ -123,15 +123,14 @@ def _seq_arg(text: str) -> int:
 def _state_dir_arg(text: str) -> Path:
     """A usable state directory: absent (created later) or a directory we can use."""
     path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"cannot read directory {text!r}")
-        try:
-            persist.load_state(path)
-        except InvalidArgument as exc:
-            raise argparse.ArgumentTypeError(f"unusable state in {text!r}: {exc}") from None
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    if path.exists() and not os.access(path, os.R_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot read directory {text!r}")
+    try:  # cheap: the node reads the state itself, once
+        persist.check_state_dir(path)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(f"unusable state in {text!r}: {exc}") from None
     return path
 
 

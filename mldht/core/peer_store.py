@@ -784,3 +784,42 @@ class PeerStore:
             if expiry > rel and self._put(infohash, packed, port, bool(seed), expiry, rel):
                 stored += 1
         return stored
+
+    def export_chunks(
+        self, now: float, peers_per_chunk: int = 2_000
+    ) -> Iterable[list[tuple[bytes, bytes, int, bool, float]]]:
+        """The live peers, a chunk at a time, for a save that must not stall the caller:
+        ``(infohash, packed ip, port, seed, seconds left)`` entries (:meth:`load` takes
+        them back with the IP as text).
+
+        Works from a snapshot of the info-hashes taken when the first chunk is asked for,
+        so the store may change between chunks: an info-hash dropped meanwhile is
+        skipped, one added is not exported, and each info-hash is read whole as it is
+        when its chunk is built. The seconds left are counted from ``now`` throughout.
+        A chunk holds whole info-hashes (per family): ``peers_per_chunk`` peers or more,
+        at most ``peers_per_chunk + max_peers_per_infohash``; the last may be smaller.
+        """
+        import struct
+
+        rel = self._clock(now)
+        keys = (list(self._by_family[0]), list(self._by_family[1]))
+        chunk: list[tuple[bytes, bytes, int, bool, float]] = []
+        for fam in (0, 1):
+            table = self._by_family[fam]
+            fmt = ">4sHI" if fam == 0 else ">16sHI"
+            for ih in keys[fam]:
+                arr = table.get(ih)
+                if arr is None:
+                    continue
+                chunk.extend(
+                    [
+                        (ih, ip, port, bool(stamp & 1), (stamp >> 1) - rel)
+                        for ip, port, stamp in struct.iter_unpack(fmt, arr)
+                        if stamp >> 1 > rel
+                    ]
+                )
+                if len(chunk) >= peers_per_chunk:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk

@@ -64,6 +64,7 @@ from .operation import Operation, PeerIterator, StartOp, _Waiter
 if TYPE_CHECKING:
     from ..core.bep44 import KeyPair
     from ..core.item_store import ItemBackend
+    from .peer_db import PeerDB
 
 __all__ = [
     "REPUBLISH_INTERVAL",
@@ -78,7 +79,13 @@ __all__ = [
 log = logging.getLogger("mldht.node")
 
 SAVE_INTERVAL = 300.0
-"""Seconds between saves of the state directory while the node runs."""
+"""Seconds between saves of the state directory while the node runs (the id and the
+table are saved once as soon as the node has joined, too)."""
+EXPORT_CHUNK = 2_000
+"""Peers exported from the core per step of a save (about a millisecond on the loop);
+each chunk is written in a worker thread while the loop serves the network."""
+LOAD_CHUNK = 250
+"""Saved peers handed to the core per step of the load at start (a few milliseconds)."""
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -141,7 +148,8 @@ class DHTNode(ItemAPI):
       them; an empty list means none. The nodes saved in ``state_dir`` are pinged in
       every case.
     * ``state_dir``: where the node id, the routing table's good nodes and the stored
-      peers are saved (on exit and every 5 minutes), BEP 44 items are kept, and the list
+      peers are saved (once joined, every 5 minutes and on exit; off the event loop:
+      see :mod:`mldht.runtime.persist`), BEP 44 items are kept, and the list
       of items the node republishes (see :attr:`republishing`); created
       if missing. ``None``: nothing is saved and the id is new each run.
     * ``read_only``: BEP 43, the node sends ``ro=1`` and answers no query.
@@ -203,6 +211,10 @@ class DHTNode(ItemAPI):
         self._closed = False
         self._item_backend: ItemBackend | None = None
         self._saved_nodes: tuple[NodeInfo, ...] = ()
+        self._peer_db: PeerDB | None = None
+        self._peers_ready = False  # the saved peers are all in the core (none to load)
+        self._legacy_peers: list[list[Any]] | None = None  # to migrate from state.json
+        self._save_lock = anyio.Lock()
         self._retry_join = retry_join
         self.receive_errors = 0
         """Datagrams whose handling raised (logged at debug and dropped)."""
@@ -247,15 +259,19 @@ class DHTNode(ItemAPI):
             for waiter in self._waiters.values():
                 waiter.close()
             self._waiters.clear()
-            self._save(final=True)
+            with anyio.CancelScope(shield=True):
+                await self._save(final=True)
             self._close_backend()
 
     async def _start(self, stack: AsyncExitStack) -> None:
         saved: persist.SavedState | None = None
         if self._state_dir is not None:
-            saved = persist.load_state(self._state_dir)
+            # Read once (the CLI only checks the directory), in a thread: a state.json of
+            # the previous version held every stored peer.
+            saved = await anyio.to_thread.run_sync(persist.load_state, self._state_dir)
             persist.prepare_state_dir(self._state_dir)
             self._item_backend = persist.open_item_backend(self._state_dir)
+            self._peer_db = await anyio.to_thread.run_sync(persist.open_peer_db, self._state_dir)
         node_id = saved.node_id if saved is not None else random_id(self._rng)
         now = _now()
         backend = self._item_backend
@@ -270,14 +286,17 @@ class DHTNode(ItemAPI):
         self._load_publications(state, now)
         self._apply_storage_writes()  # expired or surplus saved items are deleted
         if saved is not None:
-            stored = state.peer_store.load(saved.peers, now)
             self._saved_nodes = tuple(n for n in saved.nodes if n.id != node_id)
-            log.info(
-                "loaded state: id %s, %d saved nodes, %d peers",
-                node_id.hex(),
-                len(self._saved_nodes),
-                stored,
-            )
+            log.info("loaded state: id %s, %d saved nodes", node_id.hex(), len(self._saved_nodes))
+            if saved.peers:  # the previous version's file; the database wins if it has rows
+                db = self._peer_db
+                rows = await anyio.to_thread.run_sync(db.count_rows) if db is not None else 0
+                if not rows:
+                    self._legacy_peers = saved.peers
+        self._peers_loaded = anyio.Event()
+        if self._peer_db is None:
+            self._peers_ready = True
+            self._peers_loaded.set()
         family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
             socket.AF_INET6 if self.config.ipv6 else socket.AF_INET
         )
@@ -327,11 +346,14 @@ class DHTNode(ItemAPI):
         # announce) waits for it, since a bootstrap node still known only as a router
         # never gets the store (the core keeps routers out of a lookup's closest set).
         self._joined = anyio.Event()
+        self._table_saved = anyio.Event()  # set when the table is worth a first save
         self._tg = await stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._receive_loop)
         self._tg.start_soon(self._sender_loop)
         self._tg.start_soon(self._timer_loop)
         self._tg.start_soon(self._join)
+        if self._peer_db is not None:
+            self._tg.start_soon(self._load_peers)
         if self._state_dir is not None:
             self._tg.start_soon(self._autosave_loop)
         log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
@@ -339,6 +361,9 @@ class DHTNode(ItemAPI):
     def _close_backend(self) -> None:
         backend, self._item_backend = self._item_backend, None
         persist.close_item_backend(backend)
+        db, self._peer_db = self._peer_db, None
+        if db is not None:
+            db.close()
 
     # ------------------------------------------------------------------ properties
 
@@ -466,6 +491,8 @@ class DHTNode(ItemAPI):
         if not self._ready.is_set() and len(state.routing):
             self._ready.set()
             self._joined.set()
+        if not self._table_saved.is_set() and len(state.routing) >= self.config.k:
+            self._table_saved.set()
         deadline = state.next_deadline()
         # Wake the timer only for a deadline meaningfully earlier than the one it sleeps
         # towards: re-arming a sleep costs a cancel scope, which dominated the profile of
@@ -593,6 +620,8 @@ class DHTNode(ItemAPI):
     def _first_round_ended(self) -> None:
         self._contacts.set()
         self._joined.set()
+        if len(self._state.routing):
+            self._table_saved.set()
 
     async def _ping_quietly(self, addr: Addr) -> None:
         with contextlib.suppress(MldhtError):
@@ -613,23 +642,87 @@ class DHTNode(ItemAPI):
         with contextlib.suppress(MldhtError):
             await self._run(start)
 
+    async def wait_peers_loaded(self, timeout: float | None = None) -> bool:
+        """Wait until the peers saved in the state directory are all back in the store
+        (they load in small steps after start, while the node already answers); False
+        if ``timeout`` seconds passed first or the load failed."""
+        self._check_open()
+        with anyio.move_on_after(timeout):
+            await self._peers_loaded.wait()
+        return self._peers_ready
+
+    async def _load_peers(self) -> None:
+        """Hand the saved peers to the core, :data:`LOAD_CHUNK` at a time with a
+        checkpoint between, reading the database in a worker thread. Peers from a
+        state.json of the previous version are saved in the database right after."""
+        db, store = self._peer_db, self._state.peer_store
+        assert db is not None
+        legacy, stored = self._legacy_peers, 0
+        try:
+            if legacy is not None:
+                batches: Any = iter([legacy])
+            else:
+                batches = await anyio.to_thread.run_sync(db.read_batches)
+            while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
+                for i in range(0, len(batch), LOAD_CHUNK):
+                    stored += store.load(batch[i : i + LOAD_CHUNK], _now())
+                    await anyio.lowlevel.checkpoint()
+            self._peers_ready = True
+        except Exception as exc:
+            log.warning("could not load the saved peers: %s", exc)
+        finally:
+            self._peers_loaded.set()
+        log.info("loaded %d saved peers", stored)
+        if legacy is not None and self._peers_ready:
+            await self._save(final=False)  # migrate: peers.sqlite, then state.json without
+
     async def _autosave_loop(self) -> None:
+        # The id and the table as soon as the node has joined (a quick restart rejoins
+        # from them), then everything every SAVE_INTERVAL.
+        await self._table_saved.wait()
+        await self._save(final=False, peers=False)
         while True:
             await anyio.sleep(SAVE_INTERVAL)
-            self._save(final=False)
+            await self._save(final=False)
 
-    def _save(self, final: bool) -> None:
+    async def _save(self, final: bool, *, peers: bool = True) -> None:
+        """Save the state directory without stalling the loop: the stored peers in
+        chunks (exported here, written in a worker thread, one transaction), then
+        ``state.json`` in a thread. Peers are saved only once the saved ones are all
+        loaded (the database keeps them until then)."""
         if self._state_dir is None or self._state_obj is None:
             return
-        try:
-            path, count = persist.save_node_state(
-                self._state_dir, self._state_obj, self._saved_nodes, _now(), self.config.k
-            )
-        except Exception as exc:
-            log.warning("could not save the node state in %s: %s", self._state_dir, exc)
-            return
+        async with self._save_lock:
+            try:
+                await self._save_locked(final, peers and self._peers_ready)
+            except Exception as exc:
+                log.warning("could not save the node state in %s: %s", self._state_dir, exc)
+
+    async def _save_locked(self, final: bool, peers: bool) -> None:
+        state_dir, state, db = self._state_dir, self._state, self._peer_db
+        assert state_dir is not None
+        if self._legacy_peers is not None and not (peers and db is not None):
+            return  # state.json still holds the only copy of the peers: keep it as it is
+        now = _now()
+        doc, count = persist.node_document(state, self._saved_nodes, now, self.config.k)
+        saved_peers = 0
+        if peers and db is not None:
+            writer = db.writer(now)
+            await anyio.to_thread.run_sync(writer.begin)
+            try:
+                for chunk in state.peer_store.export_chunks(now, EXPORT_CHUNK):
+                    await anyio.to_thread.run_sync(writer.add, chunk)
+                await anyio.to_thread.run_sync(writer.commit)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.abort)
+                raise
+            saved_peers = writer.peers
+        path = await anyio.to_thread.run_sync(persist.save_state, state_dir, doc)
+        if peers and db is not None:
+            self._legacy_peers = None
         level = logging.INFO if final else logging.DEBUG
-        log.log(level, "saved %d nodes to %s", count, path)
+        log.log(level, "saved %d nodes to %s, %d peers", count, path, saved_peers)
 
     # ---------------------------------------------------------------- operations
 

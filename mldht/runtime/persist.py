@@ -4,9 +4,13 @@
   key files) goes through it: a temporary file in the same directory, created mode 0600
   (never readable by others, even briefly), flushed to disk, then ``os.replace``: a
   crash leaves the old file or the new one, never a torn one.
-* ``<state_dir>/state.json``: the node id, the good nodes of the routing table (so a
-  restart rejoins in seconds by pinging them, even when no bootstrap router answers) and
-  the announced peers with the seconds they have left.
+* ``<state_dir>/state.json``: the node id and the good nodes of the routing table (so a
+  restart rejoins in seconds by pinging them, even when no bootstrap router answers).
+  Small: written whole, in a worker thread. (Before ``peers.sqlite``, it held the stored
+  peers too: such a file still loads, and its peers move to the database once.)
+* ``<state_dir>/peers.sqlite``: the announced peers with their expiry
+  (:mod:`mldht.runtime.peer_db`), exported from the core in small chunks on the loop and
+  written in a worker thread, one transaction per save.
 * ``<state_dir>/republish.json``: the BEP 44 items the node republishes
   (:func:`save_publications`).
 
@@ -16,6 +20,7 @@ BEP 44 items stored for others live beside them in ``items.sqlite``
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -35,25 +40,29 @@ from ..errors import InvalidArgument
 if TYPE_CHECKING:
     from ..core.item_store import ItemBackend
     from ..core.node import NodeState
+    from .peer_db import PeerDB
 
 log = logging.getLogger("mldht.node")
 
 __all__ = [
     "FORMAT_VERSION",
     "ITEMS_FILE",
+    "PEERS_FILE",
     "REPUBLISH_FILE",
     "STATE_FILE",
     "SavedPublication",
     "SavedState",
     "atomic_write",
+    "check_state_dir",
     "close_item_backend",
     "load_publications",
     "load_state",
+    "node_document",
     "open_item_backend",
+    "open_peer_db",
     "parse_state",
     "prepare_state_dir",
     "read_state_document",
-    "save_node_state",
     "save_publications",
     "save_state",
     "state_document",
@@ -62,6 +71,7 @@ __all__ = [
 STATE_FILE = "state.json"
 ITEMS_FILE = "items.sqlite"
 REPUBLISH_FILE = "republish.json"
+PEERS_FILE = "peers.sqlite"
 FORMAT_VERSION = 1
 
 
@@ -72,7 +82,8 @@ class SavedState:
     node_id: bytes
     nodes: tuple[NodeInfo, ...] = ()
     peers: list[list[Any]] = field(default_factory=list)
-    """Entries of :meth:`mldht.core.peer_store.PeerStore.dump` (loaded by the core)."""
+    """Entries of :meth:`mldht.core.peer_store.PeerStore.dump` (loaded by the core): only
+    in a file of the previous version, which kept the peers in ``state.json``."""
     saved_at: float | None = None
     """Wall-clock time (Unix seconds) of the save, for people reading the file."""
 
@@ -80,18 +91,21 @@ class SavedState:
 def state_document(
     node_id: bytes,
     nodes: Iterable[NodeInfo],
-    peers: list[list[Any]],
+    peers: list[list[Any]] | None = None,
     *,
     saved_at: float | None = None,
 ) -> dict[str, Any]:
-    """The JSON-able document saved in ``state.json``."""
-    return {
+    """The JSON-able document saved in ``state.json`` (``peers`` only for tests of the
+    previous format: the runtime keeps them in ``peers.sqlite``)."""
+    doc: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "id": node_id.hex(),
         "saved_at": time.time() if saved_at is None else saved_at,
         "nodes": [{"id": n.id.hex(), "ip": n.addr[0], "port": n.addr[1]} for n in nodes],
-        "peers": peers,
     }
+    if peers is not None:
+        doc["peers"] = peers
+    return doc
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -317,6 +331,45 @@ def prepare_state_dir(state_dir: Path) -> None:
         raise InvalidArgument(problem) from exc
 
 
+CHECK_LIMIT = 1 << 20
+"""Bytes of ``state.json`` up to which :func:`check_state_dir` parses it (a larger one is
+from the previous version, with peers: the node reads it, once)."""
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Cheap checks for a command line: ``state_dir`` is absent or a directory we can
+    use, and its ``state.json`` (when small, as it is since peers moved out) is valid.
+    Raises :class:`InvalidArgument` saying why not."""
+    if not state_dir.exists():
+        return
+    if not state_dir.is_dir():
+        raise InvalidArgument(f"not a directory: {str(state_dir)!r}")
+    if not os.access(state_dir, os.R_OK | os.X_OK):
+        raise InvalidArgument(f"cannot read directory {str(state_dir)!r}")
+    try:
+        size = (state_dir / STATE_FILE).stat().st_size
+    except OSError:
+        return  # missing, or the node will say why it cannot read it
+    if size <= CHECK_LIMIT:
+        load_state(state_dir)
+
+
+def _private(path: Path) -> None:
+    """Create ``path`` empty, mode 0600, if missing (SQLite then keeps that mode and gives
+    it to its journal); make an existing one 0600."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        os.chmod(path, 0o600)
+
+
+def open_peer_db(state_dir: Path) -> PeerDB:
+    """The peer database of ``state_dir`` (created 0600); InvalidArgument if unusable."""
+    from .peer_db import PeerDB
+
+    return PeerDB(state_dir / PEERS_FILE)
+
+
 def open_item_backend(state_dir: Path) -> ItemBackend | None:
     """The item database of ``state_dir``: a damaged one is renamed aside, with a
     warning; one that cannot be opened raises InvalidArgument."""
@@ -324,6 +377,8 @@ def open_item_backend(state_dir: Path) -> ItemBackend | None:
         from .item_db import open_item_db
     except ImportError:
         return None
+    with contextlib.suppress(OSError):  # the database says why it cannot be opened
+        _private(state_dir / ITEMS_FILE)
     backend: ItemBackend = open_item_db(state_dir / ITEMS_FILE)
     return backend
 
@@ -338,19 +393,18 @@ def close_item_backend(backend: ItemBackend | None) -> None:
             log.warning("closing the item database failed", exc_info=True)
 
 
-def save_node_state(
-    state_dir: Path, state: NodeState, earlier: Iterable[NodeInfo], now: float, k: int
-) -> tuple[Path, int]:
-    """Save ``state``'s id, good nodes and stored peers in ``state.json``.
+def node_document(
+    state: NodeState, earlier: Iterable[NodeInfo], now: float, k: int
+) -> tuple[dict[str, Any], int]:
+    """The ``state.json`` document of ``state`` (id and good nodes; cheap, for the loop)
+    and the number of nodes in it.
 
-    Returns the path and the number of nodes saved. A thin table (under ``k`` good
-    nodes: offline for a while, or a tiny network) keeps the ``earlier`` saved nodes
-    too, so an outage does not erase what a restart needs.
+    A thin table (under ``k`` good nodes: offline for a while, or a tiny network) keeps
+    the ``earlier`` saved nodes too, so an outage does not erase what a restart needs.
     """
     nodes = state.good_nodes(now)
     if len(nodes) < k:
         ids = {n.id for n in nodes}
         addrs = {n.addr for n in nodes}
         nodes += [n for n in earlier if n.id not in ids and n.addr not in addrs]
-    doc = state_document(state.node_id, nodes, state.peer_store.dump(now))
-    return save_state(state_dir, doc), len(nodes)
+    return state_document(state.node_id, nodes), len(nodes)

@@ -24,6 +24,7 @@ from mldht.core.compact import Addr, NodeInfo
 from mldht.core.events import LookupDone, PeersFound
 from mldht.errors import InvalidArgument, MldhtError, QueryTimeout
 from mldht.runtime import DHTNode, persist, run
+from mldht.runtime.peer_db import PeerDB
 from mldht.testnet import Testnet
 
 INFOHASH = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
@@ -207,8 +208,16 @@ async def test_restart_rejoins_from_saved_nodes_without_the_bootstrap_node(
         doc = json.loads((state_dir / persist.STATE_FILE).read_text())
         assert doc["id"] == old_id.hex()
         assert {(n["ip"], n["port"]) for n in doc["nodes"]} == {n.address for n in [*others, seed]}
-        assert [p[:3] for p in doc["peers"]] == [[INFOHASH.hex(), others[0].address[0], 6881]]
+        assert "peers" not in doc  # they live in peers.sqlite
+        db = PeerDB(state_dir / persist.PEERS_FILE)
+        try:
+            saved_peers = [e for batch in db.read_batches() for e in batch]
+        finally:
+            db.close()
+        assert [p[:3] for p in saved_peers] == [[INFOHASH.hex(), others[0].address[0], 6881]]
         assert not [p.name for p in state_dir.iterdir() if p.name.endswith(".tmp")]
+        for name in (persist.STATE_FILE, persist.PEERS_FILE):
+            assert (state_dir / name).stat().st_mode & 0o777 == 0o600
 
         dead_seed = seed.address
         stop_seed.set()  # the bootstrap node is gone for good
@@ -222,6 +231,7 @@ async def test_restart_rejoins_from_saved_nodes_without_the_bootstrap_node(
             )
             assert anyio.current_time() - start < 3.0
             assert restarted.node_id == old_id
+            assert await restarted.wait_peers_loaded(3)
             assert restarted.stats["stored_peers"] == 1  # stored peers survived
             assert await others[1].get_peers(INFOHASH) == [(others[0].address[0], 6881)]
             found = await restarted.find_node(others[2].node_id)

@@ -24,6 +24,7 @@ timer; the runtime saves that list.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import os
@@ -40,6 +41,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
 
+from ..core.bep42 import is_local_ip
 from ..core.compact import Addr, NodeInfo
 from ..core.events import (
     AnnounceDone,
@@ -129,6 +131,21 @@ TIMER_SLACK = 0.02
 """Seconds a timer may fire late rather than be re-armed (see DHTNode._after_change)."""
 
 
+def _address_scope(host: str, public_routers: bool) -> bool | None:
+    """``NodeConfig.local_network`` for a node bound to ``host``: True on a loopback or
+    private address (a local network), False on a public one (loopback and private
+    contacts are then bogons), and for the unspecified address (``0.0.0.0``, ``::``)
+    False when the node joins through the public routers, else None (unknown: accepted).
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a host name: unknown
+        return None
+    if ip.is_unspecified:
+        return False if public_routers else None
+    return is_local_ip(str(ip))
+
+
 def _now() -> float:
     """The core's clock: wall-clock seconds, since stored items and peers outlive the
     process (their times are saved and compared after a restart)."""
@@ -186,6 +203,7 @@ class DHTNode(ItemAPI):
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise InvalidArgument(f"bind port out of range: {port!r}")
         tunables.setdefault("ipv6", ":" in host)
+        tunables.setdefault("local_network", _address_scope(host, bootstrap is None))
         self.config = NodeConfig(read_only=read_only, **tunables)
         self._bind: Addr = (host, port)
         self._routers: list[Addr] = list(

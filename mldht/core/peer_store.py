@@ -227,6 +227,7 @@ class PeerStore:
         "_max_owned",
         "_n_infohashes",
         "_n_peers",
+        "_next_expiry",
         "_owned",
         "_owner",
         "_rng",
@@ -273,6 +274,8 @@ class PeerStore:
         self._owned: dict[bytes, _Owner] = {}
         self._by_size: dict[int, dict[_Owner, None]] = {}
         self._max_owned = 0
+        # a lower bound on every stored record's expiry (sweeps before it find nothing)
+        self._next_expiry: float = math.inf
         # (IPv4 records, IPv6 records), each info-hash -> record array.
         self._by_family: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
         self._epoch: float | None = None
@@ -459,6 +462,8 @@ class PeerStore:
     ) -> bool:
         fam = 0 if len(packed) == 4 else 1
         size = _REC4 if fam == 0 else _REC6
+        if expiry < self._next_expiry:
+            self._next_expiry = expiry
         rec = packed + port.to_bytes(2, "big") + ((expiry << 1) | seed).to_bytes(4, "big")
         table = self._by_family[fam]
         src = source_of_packed(packed)
@@ -520,13 +525,25 @@ class PeerStore:
         return True
 
     def _expire(self, rel: float) -> int:
+        if rel < self._next_expiry:
+            return 0  # no record expires before _next_expiry: nothing to sweep
         before = self._n_peers
+        soonest = math.inf
         for fam in (0, 1):
             table = self._by_family[fam]
             size = _REC4 if fam == 0 else _REC6
-            stale = [ih for ih, arr in table.items() if _stamp_at(arr, 0, size) >> 1 <= rel]
+            stale = []
+            for ih, arr in table.items():
+                first = _stamp_at(arr, 0, size) >> 1
+                if first <= rel:
+                    stale.append(ih)
+                elif first < soonest:
+                    soonest = first
             for ih in stale:
-                self._trim(fam, ih, table[ih], rel)
+                left = self._trim(fam, ih, table[ih], rel)
+                if left is not None:
+                    soonest = min(soonest, _stamp_at(left, 0, size) >> 1)
+        self._next_expiry = soonest
         return before - self._n_peers
 
     # -- public API -----------------------------------------------------------------------
@@ -570,7 +587,7 @@ class PeerStore:
                 return False
             if not self._admissible(packed):
                 return False
-            rel = self._clock(now if now is not None else self._epoch or 0.0)
+            rel = self._clock(now) if now is not None else self._last_rel
             fam = 0 if len(packed) == 4 else 1
             size = _REC4 if fam == 0 else _REC6
             arr = self._by_family[fam].get(infohash)

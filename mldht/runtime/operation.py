@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
@@ -21,9 +21,6 @@ from ..core.events import Event, LookupDone, PeersFound, TerminalEvent, is_termi
 from ..core.node import NodeState
 from ..errors import NotRunning, QueryTimeout
 from .items import as_infohash
-
-if TYPE_CHECKING:
-    from .node import DHTNode
 
 __all__ = ["Operation", "PeerIterator", "StartOp"]
 
@@ -140,6 +137,14 @@ class Operation(AsyncIterator[Event]):
         self._finish()
 
 
+class Operations(Protocol):
+    """What starts core operations: :class:`~mldht.runtime.node.DHTNode`."""
+
+    def operation(
+        self, start: StartOp, *, lookup: bool = False, store: bool = False
+    ) -> Operation: ...
+
+
 class PeerIterator(AsyncIterator[Addr]):
     """The async iterator returned by :meth:`DHTNode.iter_peers`.
 
@@ -147,7 +152,7 @@ class PeerIterator(AsyncIterator[Addr]):
     runtime's bound). Leaving early is fine: the lookup finishes in the background.
     """
 
-    def __init__(self, node: DHTNode, info_hash: bytes | str) -> None:
+    def __init__(self, node: Operations, info_hash: bytes | str) -> None:
         ih = as_infohash(info_hash)
         self._operation = node.operation(lambda state, now: state.get_peers(ih, now), lookup=True)
         self._buffer: deque[Addr] = deque()

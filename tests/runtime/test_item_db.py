@@ -34,13 +34,13 @@ class SyncedStore(ItemStore):
     def flush(self) -> None:
         self.backend.apply(self.take_writes())
 
-    def put_immutable(self, v_bencoded: bytes, now: float) -> bytes:
-        target = super().put_immutable(v_bencoded, now)
+    def put_immutable(self, v_bencoded: bytes, now: float, *, source: str | None = None) -> bytes:
+        target = super().put_immutable(v_bencoded, now, source=source)
         self.flush()
         return target
 
-    def put_mutable(self, *args: Any) -> None:
-        super().put_mutable(*args)
+    def put_mutable(self, *args: Any, **kwargs: Any) -> None:
+        super().put_mutable(*args, **kwargs)
         self.flush()
 
     def expire(self, now: float) -> int:

@@ -104,11 +104,15 @@ class NodeState:
             rng,
             max_infohashes=config.max_infohashes,
             max_peers_per_infohash=config.max_peers_per_infohash,
+            max_peers_per_source=config.max_peers_per_source,
+            max_peers_per_source_per_infohash=config.max_peers_per_source_per_infohash,
+            local_network=config.local_network,
         )
         self.items = ItemStore(
             own_id=node_id,
             max_items=config.max_items,
             max_bytes=config.max_item_bytes,
+            max_items_per_source=config.max_items_per_source,
             persistent=saved_items is not None,
         )
         if saved_items is not None:
@@ -321,6 +325,8 @@ class NodeState:
             k=self.config.k,
             prefer=lambda n: bep42.is_valid_node_id(n.id, n.addr[0]),
             one_per_ip=self.config.restrict_ips,
+            enforce_node_id=self.config.enforce_node_id,
+            local_network=self.config.local_network,
         )
 
     def set_node_id(self, node_id: bytes, now: float) -> None:

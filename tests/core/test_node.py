@@ -491,3 +491,15 @@ def test_core_store_to_a_named_bootstrap_node(answered_first: bool) -> None:
     done = [e for e in iter(b.next_event, None) if isinstance(e, PutDone)]
     assert len(done) == 1 and done[0].accepted == 1
     assert len(a.items) == 1
+
+
+def test_hardening_settings_reach_the_table_and_stores() -> None:
+    """NodeConfig's hardening fields are wired: a public node turns loopback contacts and
+    BEP 42-invalid ids away, and the store quotas follow the config."""
+    node = make_node(local_network=False, enforce_node_id=True, max_peers_per_source=1)
+    node.routing.node_responded(NodeInfo(b"\x22" * 20, ("127.0.0.9", 7000)), 0.0)
+    node.routing.node_responded(NodeInfo(b"\x23" * 20, ("45.77.1.2", 7000)), 0.0)  # invalid id
+    assert len(node.routing) == 0
+    ih1, ih2 = b"\x31" * 20, b"\x32" * 20
+    assert node.peer_store.announce(ih1, ("45.9.9.1", 1000), 1.0)
+    assert not node.peer_store.announce(ih2, ("45.9.9.2", 1000), 1.0)  # same /24: quota 1

@@ -33,17 +33,22 @@ __all__ = ["TERMINAL_EVENTS", "SimNode", "Simulator"]
 class SimNode:
     addr: Addr
     state: NodeState | None  # None: a dead address (never answers)
-    latency: float  # this node's round-trip contribution, seconds
+    latency: float  # this node's delay, seconds: a round trip with b takes latency + b's
     events: list[Event]
 
 
 class Simulator:
     """An in-memory network on a virtual clock.
 
-    ``median_rtt`` and ``rtt_sigma`` set a lognormal per-node delay: a round trip between
-    two nodes takes the mean of their two delays, so round trips have a median of about
-    ``median_rtt``; ``loss`` drops each datagram with that probability. Everything random
-    is drawn from ``random.Random(seed)``.
+    One definition of a round trip: a query out and its answer back. Each node draws a
+    lognormal delay ``d`` (median ``median_rtt / 2``, sigma ``rtt_sigma``); a datagram
+    from a to b takes ``(d_a + d_b) / 2``, so a round trip between a and b takes
+    ``d_a + d_b``, whose median is about ``median_rtt`` (a little above: the sum of two
+    lognormals; ``bench/lookup_sim.py`` reports the measured one). ``loss`` drops each
+    datagram with that probability. ``public``: addresses are public-looking, one /24 per
+    node (``11.x.y.1`` upwards), so that per-subnet rules (IP diversity) apply as on the
+    internet; otherwise they are private (``10.x.y.z``). Everything random is drawn from
+    ``random.Random(seed)``.
     """
 
     def __init__(
@@ -54,12 +59,14 @@ class Simulator:
         rtt_sigma: float = 0.5,
         loss: float = 0.0,
         config: NodeConfig | None = None,
+        public: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
         self.median_rtt = median_rtt
         self.rtt_sigma = rtt_sigma
         self.loss = loss
+        self.public = public
         self.config = config or NodeConfig()
         self.nodes: dict[Addr, SimNode] = {}
         self._queue: list[tuple[float, int, int, bytes, Addr, Addr]] = []
@@ -75,6 +82,8 @@ class Simulator:
 
     def _next_addr(self) -> Addr:
         n = len(self.nodes) + 1
+        if self.public:
+            return (f"{11 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}.1", 6881)
         return (f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 6881)
 
     def add_node(
@@ -89,7 +98,7 @@ class Simulator:
         addr = addr or self._next_addr()
         if addr in self.nodes:
             raise InvalidArgument(f"address in use: {addr}")
-        latency = self.median_rtt * math.exp(self.rng.gauss(0.0, self.rtt_sigma))
+        latency = self.median_rtt / 2 * math.exp(self.rng.gauss(0.0, self.rtt_sigma))
         state = None
         if not dead:
             node_rng = random.Random(self.rng.getrandbits(64))
@@ -161,9 +170,8 @@ class Simulator:
             if peer is None:
                 self.dropped += 1
                 continue
-            # each node draws a round-trip contribution; a round trip a->b->a takes
-            # (la + lb) / 2, so its median is median_rtt
-            delay = (sn.latency + peer.latency) / 4
+            # one way: the mean of both ends' delays; a round trip a->b->a: la + lb
+            delay = (sn.latency + peer.latency) / 2
             self._seq += 1
             heapq.heappush(self._queue, (self.now + delay, self._seq, 0, data, addr, dst))
         while (ev := st.next_event()) is not None:

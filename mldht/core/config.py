@@ -55,6 +55,21 @@ class NodeConfig:
     adaptive_timeout: bool = True
     """Lookups use a soft timeout of a few times the median RTT measured (at most
     ``soft_timeout``) and do not wait for queries past it (the8472/mldht)."""
+    lookup_k: int = 0
+    """Answered nodes a lookup gathers before it ends (its closest set), at least ``k``
+    (0: ``k``); the operation still uses the ``k`` closest. A wider set finds the true
+    k closest more often (a node no answering node knew is the main miss)."""
+    soft_timeout_factor: float = 1.5
+    """With ``adaptive_timeout``: the soft timeout is this many times the median RTT
+    measured (within [0.1 s, ``soft_timeout``])."""
+    lookup_retry: bool = True
+    """A lookup query unanswered at its soft deadline is sent once more (a lost datagram
+    is not taken for a dead node) and awaited one more soft timeout; it frees its slot
+    at the first deadline either way."""
+    restrict_search_ips: bool = True
+    """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
+    set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with
+    made-up ids on its own ports. Local-network addresses are exempt."""
     restrict_ips: bool = True
     """One routing table entry per IP (libtorrent's dht_restrict_routing_ips)."""
     enforce_node_id: bool = False

@@ -20,7 +20,15 @@ Following the8472/mldht, three concerns are kept apart:
 * the decision "send another query?": at most ``alpha`` queries are *active*. A query that
   outlives ``soft_timeout`` becomes *stalled*: it frees its slot so a slow or dead node
   cannot hold the lookup up, yet its late reply still counts. Only the caller's hard
-  timeout (:meth:`Lookup.on_failure`) ends a stalled query.
+  timeout (:meth:`Lookup.on_failure`) ends a stalled query. With ``retry``, a query past
+  its soft deadline is first sent once more (a lost datagram is the likelier cause on a
+  live node) and is *retried*: out of its slot, but still awaited for one more soft
+  timeout before it stalls;
+* IP diversity (``diverse``, libtorrent's restrict_search_ips, S/Kademlia): at most one
+  node per public /24 (IPv6 /64) among the candidates, queries and closest set, so that
+  one host or one small network answering with made-up ids on its own ports cannot fill
+  the closest set (and receive every announce and put). Local-network addresses are
+  exempt (one per ip:port, as every address is queried at most once).
 
 Bootstrap routers (BEP 5 asks that they be used only as first contacts) are added with
 :meth:`Lookup.add_router`: they are queried only when no real candidate is left, their
@@ -37,7 +45,7 @@ from dataclasses import dataclass
 from ..errors import InvalidArgument
 from .compact import Addr, NodeInfo
 from .ids import ID_LEN
-from .netaddr import is_acceptable, local_allowed
+from .netaddr import is_acceptable, local_allowed, source_key
 
 __all__ = ["Lookup", "Responded"]
 
@@ -60,6 +68,7 @@ class Responded:
 class _State(enum.Enum):
     CANDIDATE = enum.auto()
     ACTIVE = enum.auto()
+    RETRIED = enum.auto()
     STALLED = enum.auto()
     RESPONDED = enum.auto()
     FAILED = enum.auto()
@@ -68,7 +77,7 @@ class _State(enum.Enum):
 class _Entry:
     """What the lookup knows about one address."""
 
-    __slots__ = ("deadline", "dist", "node", "sent_at", "source", "state")
+    __slots__ = ("deadline", "dist", "node", "sent_at", "source", "state", "subnet")
 
     def __init__(self, node: NodeInfo, dist: int | None, source: NodeInfo | None) -> None:
         self.node = node
@@ -77,6 +86,7 @@ class _Entry:
         self.state = _State.CANDIDATE
         self.sent_at = 0.0
         self.deadline = 0.0
+        self.subnet: bytes | None = None  # the /24 (/64) it holds in the lookup
 
 
 _ROUTER_ID = b""
@@ -92,7 +102,9 @@ class Lookup:
     closer than the k-th answer keeps the lookup from finishing (exhaustive) or not
     (fast: a node slower than the soft timeout is taken for dead). ``local_network``:
     our own address scope (:mod:`mldht.core.netaddr`); candidates with bogon addresses
-    are never kept, nor loopback / private ones when it is False.
+    are never kept, nor loopback / private ones when it is False. ``retry``: resend a
+    query once at its soft deadline (see the module docstring). ``diverse``: at most one
+    node per public /24 (IPv6 /64).
     """
 
     def __init__(
@@ -106,6 +118,8 @@ class Lookup:
         own_id: bytes | None = None,
         wait_for_stalled: bool = True,
         local_network: bool | None = None,
+        retry: bool = False,
+        diverse: bool = True,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -124,6 +138,8 @@ class Lookup:
         self.max_candidates = max_candidates
         self.own_id = own_id
         self.wait_for_stalled = wait_for_stalled
+        self.retry = retry
+        self.diverse = diverse
         self._local_ok = local_allowed(local_network)
         self._target_int = int.from_bytes(target, "big")
 
@@ -137,6 +153,11 @@ class Lookup:
         # Queries in flight, by address; routers included.
         self._active: dict[Addr, _Entry] = {}
         self._stalled: dict[Addr, _Entry] = {}
+        # Resent once, out of their slot, awaited until their second soft deadline.
+        self._retried: dict[Addr, _Entry] = {}
+        self._resend: list[_Entry] = []
+        # IP diversity: the entry holding each public /24 (/64).
+        self._subnets: dict[bytes, _Entry] = {}
         # Sorted distances of in-flight non-router queries (active, and all in flight).
         self._active_dists: list[int] = []
         self._inflight_dists: list[int] = []
@@ -150,6 +171,7 @@ class Lookup:
         self._queried = 0
         self._responded = 0
         self._failed = 0
+        self._resent = 0
 
     # ----------------------------------------------------------------- feeding nodes
 
@@ -184,7 +206,21 @@ class Lookup:
                 # An unqueried router address turns out to be a node with a known id:
                 # query it as a real candidate instead.
                 self._routers.remove(known)
+            subnet = source_key(node.addr[0]) if self.diverse else None
+            if subnet is not None:
+                holder = self._subnets.get(subnet)
+                if holder is not None:
+                    # One node per /24 (/64): an unqueried farther holder gives way to a
+                    # closer node; a queried one keeps its place.
+                    if holder.state is not _State.CANDIDATE or holder.dist is None:
+                        continue
+                    if holder.dist < dist:
+                        continue
+                    self._drop_candidate(holder.dist)
             entry = _Entry(node, dist, source)
+            if subnet is not None:
+                entry.subnet = subnet
+                self._subnets[subnet] = entry
             self._by_addr[node.addr] = entry
             self._addr_of_id[node.id] = node.addr
             bisect.insort(self._cand_dists, dist)
@@ -221,6 +257,10 @@ class Lookup:
         self.handle_timer(now)
         if self.done:
             return []
+        resent: list[NodeInfo] = []
+        if self._resend:
+            resent = [e.node for e in self._resend]
+            self._resend.clear()
         slots = self.alpha - len(self._active)
         chosen: list[_Entry] = []
         for dist in self._cand_dists:
@@ -251,7 +291,7 @@ class Lookup:
             chosen.append(self._routers.pop(0))
         for entry in chosen:
             self._send(entry, now)
-        return [entry.node for entry in chosen]
+        return resent + [entry.node for entry in chosen]
 
     def set_soft_timeout(self, soft_timeout: float) -> None:
         """Change the soft timeout (e.g. as RTTs are measured); queries in flight get the
@@ -261,22 +301,39 @@ class Lookup:
         self.soft_timeout = soft_timeout
         for entry in self._active.values():
             entry.deadline = min(entry.deadline, entry.sent_at + soft_timeout)
+        for entry in self._retried.values():
+            entry.deadline = min(entry.deadline, entry.sent_at + 2 * soft_timeout)
 
     def next_deadline(self) -> float | None:
-        """The earliest soft deadline of the active queries, or ``None`` if none is active."""
-        if not self._active:
+        """The earliest soft deadline of the active and retried queries, or ``None``."""
+        if not self._active and not self._retried:
             return None
-        return min(entry.deadline for entry in self._active.values())
+        return min(entry.deadline for d in (self._active, self._retried) for entry in d.values())
 
     def handle_timer(self, now: float) -> None:
-        """Move active queries whose soft deadline has passed to stalled, freeing slots."""
+        """Move active queries whose soft deadline has passed to stalled, freeing slots
+        (with ``retry``: to retried, to be sent again by :meth:`next_queries`; a
+        retried query stalls at its second soft deadline)."""
         expired = [e for e in self._active.values() if e.deadline <= now]
         for entry in expired:
             del self._active[entry.node.addr]
             if entry.dist is not None:
                 _remove_sorted(self._active_dists, entry.dist)
-            entry.state = _State.STALLED
-            self._stalled[entry.node.addr] = entry
+            if self.retry and entry.dist is not None:
+                entry.state = _State.RETRIED
+                entry.deadline = now + self.soft_timeout
+                self._retried[entry.node.addr] = entry
+                self._resend.append(entry)
+                self._queried += 1
+                self._resent += 1
+            else:
+                entry.state = _State.STALLED
+                self._stalled[entry.node.addr] = entry
+        if self._retried:
+            for entry in [e for e in self._retried.values() if e.deadline <= now]:
+                del self._retried[entry.node.addr]
+                entry.state = _State.STALLED
+                self._stalled[entry.node.addr] = entry
 
     # ---------------------------------------------------------------- reply handling
 
@@ -346,18 +403,26 @@ class Lookup:
         the k closest known non-failed nodes have all answered; or when no candidate nor
         router is left to query and nothing is in flight. In-flight routers are not
         waited for once the closest set is complete: they can never join it.
+
+        With ``wait_for_stalled`` False, stalled queries (past their last soft deadline)
+        never hold the lookup once a real node has answered, whether or not ``k`` did:
+        only a lookup that has heard nothing at all waits for their hard timeout.
         """
         if len(self._resp_dists) >= self.k:
             bar = self._resp_dists[self.k - 1]
-            cand_closer = bool(self._cand_dists) and self._cand_dists[0] < bar
+            if self._cand_dists and self._cand_dists[0] < bar:
+                return False
             # With wait_for_stalled=False, stalled queries (past the soft timeout) do not
             # hold the lookup up: with a fifth of contacts dead, waiting for their hard
             # timeout made the median simulated lookup 60 RTTs long (bench/lookup_sim.py).
-            pending = self._inflight_dists if self.wait_for_stalled else self._active_dists
-            pending_closer = bool(pending) and pending[0] < bar
-            if not cand_closer and not pending_closer:
-                return True
-        return not (self._cand_dists or self._routers or self._active or self._stalled)
+            if self.wait_for_stalled:
+                return not (self._inflight_dists and self._inflight_dists[0] < bar)
+            if self._active_dists and self._active_dists[0] < bar:
+                return False
+            return not any(e.dist is not None and e.dist < bar for e in self._retried.values())
+        if self._cand_dists or self._routers or self._active or self._retried:
+            return False
+        return not self._stalled or (not self.wait_for_stalled and bool(self._resp_dists))
 
     def closest(self, n: int | None = None) -> list[Responded]:
         """The answers of the ``n`` closest responded nodes (default ``k``), closest first.
@@ -391,6 +456,11 @@ class Lookup:
     def failed_count(self) -> int:
         """Queries failed so far (hard timeouts, error replies, answers with a wrong id)."""
         return self._failed
+
+    @property
+    def resent_count(self) -> int:
+        """Queries sent a second time at their soft deadline (``retry``)."""
+        return self._resent
 
     @property
     def active_count(self) -> int:
@@ -436,9 +506,11 @@ class Lookup:
             if entry.dist is not None:
                 _remove_sorted(self._active_dists, entry.dist)
         else:
-            entry = self._stalled.pop(addr, None)
+            entry = self._retried.pop(addr, None) or self._stalled.pop(addr, None)
             if entry is None:
                 return None
+            if entry in self._resend:
+                self._resend.remove(entry)
         if entry.dist is not None:
             _remove_sorted(self._inflight_dists, entry.dist)
         return entry
@@ -447,6 +519,12 @@ class Lookup:
         entry = self._cand.pop(dist)
         del self._by_addr[entry.node.addr]
         del self._addr_of_id[entry.node.id]
+        if entry.subnet is not None:
+            del self._subnets[entry.subnet]
+
+    def _drop_candidate(self, dist: int) -> None:
+        self._forget(dist)
+        _remove_sorted(self._cand_dists, dist)
 
     def _trim_candidates(self) -> None:
         # Bounded memory: keep only the closest max_candidates. A dropped node is

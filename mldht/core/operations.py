@@ -220,11 +220,14 @@ class LookupOp(Operation):
         adaptive = config.adaptive_timeout
         self.lookup = Lookup(
             target,
-            k=config.k,
+            k=max(config.k, config.lookup_k),
             alpha=config.alpha,
             soft_timeout=ctx.soft_timeout() if adaptive else config.soft_timeout,
             own_id=ctx.node_id,
             wait_for_stalled=not adaptive,
+            local_network=config.local_network,
+            retry=config.lookup_retry,
+            diverse=config.restrict_search_ips,
         )
         self._use_table = use_table
 

@@ -93,14 +93,15 @@ class Simulator:
         node_id: bytes | None = None,
         dead: bool = False,
         config: NodeConfig | None = None,
+        state: NodeState | None = None,
     ) -> Addr:
-        """Add a node (or a dead address) and return its address."""
+        """Add a node (or a dead address) and return its address. ``state``: a node of
+        one's own (e.g. a subclass that misbehaves) instead of a new NodeState."""
         addr = addr or self._next_addr()
         if addr in self.nodes:
             raise InvalidArgument(f"address in use: {addr}")
         latency = self.median_rtt / 2 * math.exp(self.rng.gauss(0.0, self.rtt_sigma))
-        state = None
-        if not dead:
+        if state is None and not dead:
             node_rng = random.Random(self.rng.getrandbits(64))
             state = NodeState(
                 node_id or random_id(node_rng), node_rng, self.now, config or self.config

@@ -13,8 +13,9 @@ class NodeConfig:
 
     k: int = 8
     """Bucket size and size of a lookup's closest set (BEP 5: 8)."""
-    alpha: int = 4
-    """Queries a lookup keeps active at once."""
+    alpha: int = 8
+    """Queries a lookup keeps active at once (8: the lookup's rounds overlap and the
+    fastest answers lead; bench/lookup_sim.py)."""
     query_timeout: float = 5.0
     """Seconds after which an unanswered query fails for good (hard timeout); the store
     phase of an announce / put also ends this long after the lookup's own deadline."""
@@ -55,7 +56,7 @@ class NodeConfig:
     adaptive_timeout: bool = True
     """Lookups use a soft timeout of a few times the median RTT measured (at most
     ``soft_timeout``) and do not wait for queries past it (the8472/mldht)."""
-    lookup_k: int = 0
+    lookup_k: int = 10
     """Answered nodes a lookup gathers before it ends (its closest set), at least ``k``
     (0: ``k``); the operation still uses the ``k`` closest. A wider set finds the true
     k closest more often (a node no answering node knew is the main miss)."""

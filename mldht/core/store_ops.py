@@ -2,7 +2,10 @@
 
 The lookup collects write tokens; when it ends, the store query (announce_peer / put) goes
 to each of the k closest nodes that gave one, and the operation ends when all of them
-answered, failed, or one query timeout after the lookup's own deadline.
+answered or failed. These nodes answered moments ago, so with ``adaptive_timeout`` the
+phase does not wait for hard timeouts: a store query unanswered after one soft timeout is
+sent once more (``lookup_retry``; a lost datagram), and the phase ends two soft timeouts
+after it began. Without it, the phase ends one query timeout after the lookup's deadline.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class StoringLookup(LookupOp):
         self.store_pending = 0
         self.accepted = 0
         self.errors: list[tuple[int, str]] = []
+        self._outstanding: dict[tuple[str, int], tuple[NodeInfo, QueryBody]] = {}
+        self._resend_at: float | None = None
+        self._store_end_at = 0.0
 
     def prepare_store(self) -> None:
         """Hook: called once when the lookup phase ends, before :meth:`store_query`."""
@@ -63,32 +69,48 @@ class StoringLookup(LookupOp):
             self.finish(self.done_event())
             return
         self.store_pending = len(calls)
+        config = self.ctx.config
+        self._store_end_at = self.deadline + config.query_timeout
+        if config.adaptive_timeout:
+            soft = self.ctx.soft_timeout()
+            if config.lookup_retry:
+                self._resend_at = now + soft
+                soft *= 2
+            self._store_end_at = min(self._store_end_at, now + soft)
         send = self.ctx.send_query
         for node, body in calls:
+            self._outstanding[node.addr] = (node, body)
             send(node.addr, body, now, Call(self, node, store=True), node.id)
 
-    def _store_reply(self, accepted: bool) -> None:
+    def _store_reply(self, accepted: bool, node: NodeInfo | None = None) -> None:
         if self.finished:
             return
+        if node is not None and self._outstanding.pop(node.addr, None) is None:
+            return  # the answer to a resent store query's twin, already counted
         if accepted:
             self.accepted += 1
         self.store_pending -= 1
         if self.store_pending <= 0:
             self.finish(self.done_event())
 
-    def _store_end(self) -> float:
-        # the store phase ends one query timeout after the lookup's own deadline
-        return self.deadline + self.ctx.config.query_timeout
-
     def next_deadline(self) -> float | None:
-        return self._store_end() if self.storing else super().next_deadline()
+        if not self.storing:
+            return super().next_deadline()
+        if self._resend_at is not None:
+            return self._resend_at
+        return self._store_end_at
 
     def handle_timer(self, now: float) -> None:
         if self.finished:
             return
         if self.storing:
-            if now >= self._store_end():
+            if now >= self._store_end_at:
                 self.finish(self.done_event())
+            elif self._resend_at is not None and now >= self._resend_at:
+                self._resend_at = None
+                send = self.ctx.send_query
+                for node, body in self._outstanding.values():
+                    send(node.addr, body, now, Call(self, node, store=True), node.id)
             return
         super().handle_timer(now)
 
@@ -104,20 +126,21 @@ class StoringLookup(LookupOp):
         now: float,
     ) -> None:
         if call.store:
-            self._store_reply(accepted=True)
+            self._store_reply(True, call.node)
         else:
             super().on_response(call, sender, body, version, rtt, now)
 
     def on_error(self, call: Call, code: int, message: str, now: float) -> None:
         if call.store:
-            self.errors.append((code, message))
-            self._store_reply(accepted=False)
+            if call.node is None or call.node.addr in self._outstanding:
+                self.errors.append((code, message))
+            self._store_reply(False, call.node)
         else:
             super().on_error(call, code, message, now)
 
     def on_timeout(self, call: Call, now: float) -> None:
         if call.store:
-            self._store_reply(accepted=False)
+            self._store_reply(False, call.node)
         else:
             super().on_timeout(call, now)
 

@@ -77,10 +77,15 @@ def node_id_crc(ip: str | bytes, rand: int) -> int:
 
     Only ``rand & 7`` enters the hash. Raises :class:`InvalidArgument` for a bad IP.
     """
-    raw = ip_to_bytes(ip, unmap=isinstance(ip, str))
+    return _masked_crc(ip_to_bytes(ip, unmap=isinstance(ip, str)), rand & 7)
+
+
+@functools.lru_cache(maxsize=16384)
+def _masked_crc(raw: bytes, r: int) -> int:
+    # Cached: the routing table checks the id of every node that queries or answers us.
     mask = _MASK_V4 if len(raw) == 4 else _MASK_V6
     x = bytearray(b & m for b, m in zip(raw, mask, strict=False))
-    x[0] |= (rand & 7) << 5
+    x[0] |= r << 5
     return crc32c(bytes(x))
 
 

@@ -54,7 +54,18 @@ def ip_to_bytes(ip: str | bytes, *, unmap: bool = False) -> bytes:
         if len(ip) not in (4, 16):
             raise InvalidArgument(f"packed IP must be 4 or 16 bytes, got {len(ip)}")
         raw = ip
-    elif ":" not in ip:  # fast path for dotted quads: ipaddress is slow on the hot path
+    else:
+        raw = _pack_text(ip)
+    if unmap and len(raw) == 16 and raw[:12] == _V4_MAPPED:
+        return raw[12:]
+    return raw
+
+
+@lru_cache(maxsize=16384)
+def _pack_text(ip: str) -> bytes:
+    """Text to packed; cached, as the routing table, BEP 42 checks and the stores ask for
+    the same few addresses again and again (a flood of new ones only churns the cache)."""
+    if ":" not in ip:  # dotted quads: ipaddress is slow on the hot path
         parts = ip.split(".")
         if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts):
             try:
@@ -62,14 +73,10 @@ def ip_to_bytes(ip: str | bytes, *, unmap: bool = False) -> bytes:
             except ValueError:  # an octet over 255
                 pass
         raise InvalidArgument(f"not an IP address: {ip!r}")
-    else:
-        try:
-            raw = ipaddress.IPv6Address(ip).packed
-        except ValueError:
-            raise InvalidArgument(f"not an IP address: {ip!r}") from None
-    if unmap and len(raw) == 16 and raw[:12] == _V4_MAPPED:
-        return raw[12:]
-    return raw
+    try:
+        return ipaddress.IPv6Address(ip).packed
+    except ValueError:
+        raise InvalidArgument(f"not an IP address: {ip!r}") from None
 
 
 _V4_MAPPED = bytes(10) + b"\xff\xff"

@@ -98,6 +98,9 @@ class RoutingEntry:
     """Handed out by :meth:`RoutingTable.nodes_to_ping`, not yet reported back."""
     subnet: bytes | None = None
     """The /24 (IPv6: /64) of a public address, None for a local one (see netaddr)."""
+    preferred: bool = False
+    """Whether the table's ``prefer`` rule (BEP 42: the id matches the IP) holds, judged
+    once when the entry is made (an entry's id and address never change)."""
 
     @property
     def id(self) -> bytes:
@@ -118,7 +121,16 @@ class RoutingEntry:
 class _Bucket:
     """One k-bucket: its live entries, its replacement cache and its refresh clock."""
 
-    __slots__ = ("_sorted", "cache", "index", "last_changed", "limit", "live", "version")
+    __slots__ = (
+        "_invalid",
+        "_sorted",
+        "cache",
+        "index",
+        "last_changed",
+        "limit",
+        "live",
+        "version",
+    )
 
     def __init__(self, index: int, limit: int, last_changed: float | None) -> None:
         self.index = index
@@ -129,6 +141,16 @@ class _Bucket:
         self.last_changed = last_changed
         self.version = 0  # bumped whenever ``live`` changes
         self._sorted: tuple[int, list[int], list[RoutingEntry]] | None = None
+        self._invalid: tuple[int, int] = (-1, 0)
+
+    def invalid_count(self) -> int:
+        """Live entries whose ``preferred`` is False, recounted only after a change (an
+        entry's ``preferred`` never changes)."""
+        version, count = self._invalid
+        if version != self.version:
+            count = sum(1 for e in self.live if not e.preferred)
+            self._invalid = (self.version, count)
+        return count
 
     def by_id(self) -> tuple[list[int], list[RoutingEntry]]:
         """``live`` sorted by id (ints, entries), rebuilt only after a change."""
@@ -374,6 +396,7 @@ class RoutingTable:
             rtt=rtt,
             version=version,
             subnet=subnet,
+            preferred=preferred,
         )
         self._by_id[node.id] = entry
         self._by_ip[self._ip_key(node.addr)] = entry
@@ -641,8 +664,9 @@ class RoutingTable:
     def _is_bad(self, entry: RoutingEntry) -> bool:
         return entry.fails >= self._max_fails
 
-    def _is_preferred(self, entry: RoutingEntry) -> bool:
-        return self._prefer is not None and self._prefer(entry.node)
+    @staticmethod
+    def _is_preferred(entry: RoutingEntry) -> bool:
+        return entry.preferred
 
     def _collect(self, bucket: _Bucket, t: int, n: int, out: list[NodeInfo]) -> bool:
         """Append the non-bad entries of one tier to ``out``, closest first; True once full."""
@@ -845,13 +869,17 @@ class RoutingTable:
         """Whether a new node with this id would enter its bucket or its cache unopposed."""
         index = self._index_of(int.from_bytes(node_id, "big"))
         bucket = self._buckets[index]
-        return (
-            len(bucket.live) < bucket.limit
+        live = bucket.live
+        if (
+            len(live) < bucket.limit
             or (index == len(self._buckets) - 1 and index < ID_BITS - 1)
-            or any(self._is_bad(e) for e in bucket.live)
             or len(bucket.cache) < self._cache_size
-            or (preferred and any(not self._is_preferred(e) for e in bucket.live))
-        )
+        ):
+            return True
+        if preferred and bucket.invalid_count():
+            return True
+        max_fails = self._max_fails
+        return any(e.fails >= max_fails for e in live)
 
     def _may_ping(self, node: NodeInfo, now: float) -> bool:
         """Record a ping request for this address unless one was made too recently."""

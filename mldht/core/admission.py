@@ -1,11 +1,13 @@
 """Admission: per-source budgets and bans, checked before a byte of a datagram is decoded.
 
 Every datagram (query, reply or junk) first pays one token from its source's bucket
-(``rate`` tokens a second, a burst of two seconds' worth). A source is an IPv4 address,
-or an IPv6 /64 for public IPv6 addresses (one host owns a whole /64; loopback and private
-IPv6 addresses count by address). A datagram that then fails the cheap checks or the
-decoder costs its sender :data:`MALFORMED_COST` tokens more: junk costs more than valid
-queries, so a source sending junk runs dry sooner.
+(``rate`` tokens a second, a burst of two seconds' worth). A source is a public IPv4
+address (IPv4-mapped IPv6 ones included), or the /64 of a public IPv6 address (one host
+owns a whole /64); loopback and private addresses count per ip:port, as in the routing
+table, so that the nodes of a local network sharing one address have a budget each. A
+datagram that then fails the cheap checks or the decoder costs its sender
+:data:`MALFORMED_COST` tokens more: junk costs more than valid queries, so a source
+sending junk runs dry sooner.
 
 A source that keeps sending with an empty bucket is *banned* for ``ban_time`` seconds:
 more than ``ban_threshold`` datagrams refused in one ``ban_window`` (libtorrent's dos
@@ -27,6 +29,7 @@ from collections import OrderedDict
 from typing import Final
 
 from .bep42 import is_local_ip
+from .bep44 import MAX_VALUE_DEPTH
 
 __all__ = [
     "MALFORMED_COST",
@@ -45,12 +48,10 @@ MAX_DATAGRAM: Final = 2048
 """Largest datagram decoded. KRPC stays under ~1,300 bytes (a BEP 44 put of 1000 bytes
 with its key, signature and salt); BEP 32 asks for replies under 1,024."""
 
-MAX_DEPTH: Final = 4
-"""Deepest container nesting a KRPC message needs: message dict > ``a``/``r`` dict >
-list (``values``, ``want``, ``samples``) > (list or dict inside a BEP 44 ``v``)."""
+MAX_DEPTH: Final = 2 + MAX_VALUE_DEPTH
+"""Deepest container nesting accepted: the message dict > its ``a``/``r`` dict > a BEP 44
+``v`` nested as deep as mldht itself may encode one (other keys nest at most one list)."""
 
-_ITEM_DEPTH: Final = 4 + 8
-"""Extra room for the bencoded ``v`` of a BEP 44 item, whose structure is the user's."""
 
 _OPENER_BYTES: Final = 32
 """Bytes ``d`` and ``l`` a datagram may hold before its nesting is measured: a KRPC
@@ -106,14 +107,18 @@ def cheap_reject(data: bytes) -> str | None:
         return "not_dict"
     if (
         data.count(b"l") + data.count(b"d") > _OPENER_BYTES
-        and _depth_exceeds(data, _ITEM_DEPTH)
+        and _depth_exceeds(data, MAX_DEPTH)
     ):
         return "deep"
     return None
 
 
-def source_key(ip: str) -> str:
-    """The unit a budget is kept for: the IPv4 address, or the /64 of a public IPv6 one."""
+def source_key(addr: tuple[str, int]) -> str:
+    """The unit a budget is kept for: a public IPv4 address, the /64 of a public IPv6
+    one, or ip:port for a loopback or private address."""
+    ip = addr[0]
+    if is_local_ip(ip):
+        return f"{ip}:{addr[1]}"
     if ":" not in ip:
         return ip
     return _v6_key(ip)
@@ -121,13 +126,16 @@ def source_key(ip: str) -> str:
 
 @functools.lru_cache(maxsize=8192)
 def _v6_key(ip: str) -> str:
-    if is_local_ip(ip):
-        return ip
     try:
         packed = ipaddress.IPv6Address(ip).packed
     except ValueError:
         return ip
+    if packed[:12] == _V4_MAPPED:  # a dual-stack socket's IPv4 peer: its IPv4 address
+        return str(ipaddress.IPv4Address(packed[12:]))
     return packed[:8].hex() + "::/64"
+
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 class Admission:
@@ -171,12 +179,12 @@ class Admission:
         self.bans: OrderedDict[str, float] = OrderedDict()
         """Banned sources and when their ban ends."""
 
-    def admit(self, ip: str, now: float) -> str | None:
-        """Take one token for a datagram from ``ip``: None if admitted, else the reason
+    def admit(self, addr: tuple[str, int], now: float) -> str | None:
+        """Take one token for a datagram from ``addr``: None if admitted, else the reason
         it is dropped (``"banned"`` or ``"rate"``)."""
         if self.rate <= 0:
             return None
-        key = source_key(ip)
+        key = source_key(addr)
         bans = self.bans
         if bans:
             until = bans.get(key)
@@ -207,16 +215,16 @@ class Admission:
             return "banned"
         return "rate"
 
-    def charge(self, ip: str, cost: float, now: float) -> None:
-        """Take ``cost`` more tokens from ``ip``'s bucket (it may go below zero)."""
+    def charge(self, addr: tuple[str, int], cost: float, now: float) -> None:
+        """Take ``cost`` more tokens from ``addr``'s bucket (it may go below zero)."""
         if self.rate <= 0:
             return
-        b = self._buckets.get(source_key(ip))
+        b = self._buckets.get(source_key(addr))
         if b is not None:
             b[0] -= cost
 
-    def is_banned(self, ip: str, now: float) -> bool:
-        until = self.bans.get(source_key(ip))
+    def is_banned(self, addr: tuple[str, int], now: float) -> bool:
+        until = self.bans.get(source_key(addr))
         return until is not None and now < until
 
     def _ban(self, key: str, now: float) -> None:

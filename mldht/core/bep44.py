@@ -26,6 +26,7 @@ from ..errors import DecodeError, InvalidArgument
 __all__ = [
     "MAX_SALT_LEN",
     "MAX_SEQ",
+    "MAX_VALUE_DEPTH",
     "MAX_VALUE_LEN",
     "PUBLIC_KEY_LEN",
     "SEED_LEN",
@@ -50,6 +51,11 @@ SEED_LEN: Final = 32
 EXPANDED_SECRET_LEN: Final = 64
 MAX_VALUE_LEN: Final = 1000
 """Largest bencoded ``v`` accepted (BEP 44; libtorrent accepts 1-1000 bytes)."""
+
+MAX_VALUE_DEPTH: Final = 32
+"""Deepest container nesting of a value mldht encodes, and accepts inside a ``put`` (a
+1000-byte value needs few levels; a nesting attack is cut short before the decoder)."""
+
 MAX_SALT_LEN: Final = 64
 MAX_SEQ: Final = 0x7FFFFFFFFFFFFFFF
 """``seq`` SHOULD fit a signed 64-bit integer (BEP 44)."""

@@ -200,7 +200,7 @@ class NodeState:
         """
         stats = self.stats
         self._ctx.now = now
-        verdict = self._admission.admit(addr[0], now)
+        verdict = self._admission.admit(addr, now)
         if verdict is not None:
             stats["dropped"] += 1
             if verdict == "rate":
@@ -212,7 +212,7 @@ class NodeState:
         if reason is not None:
             stats["dropped"] += 1
             stats["dropped_" + reason] += 1
-            self._admission.charge(addr[0], MALFORMED_COST, now)
+            self._admission.charge(addr, MALFORMED_COST, now)
             return
         try:
             try:
@@ -220,7 +220,7 @@ class NodeState:
             except MalformedMessage as exc:
                 stats["dropped"] += 1
                 stats["dropped_malformed"] += 1
-                self._admission.charge(addr[0], MALFORMED_COST, now)
+                self._admission.charge(addr, MALFORMED_COST, now)
                 if exc.is_query and exc.t is not None and not self.config.read_only:
                     self._ctx.reply_error(exc.t, exc.code, exc.reason, addr)
                 return

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..core.bencode import BValue, bdecode, bencode
-from ..core.bep44 import MAX_SALT_LEN, MAX_VALUE_LEN, PUBLIC_KEY_LEN, KeyPair
+from ..core.bep44 import MAX_SALT_LEN, MAX_VALUE_DEPTH, MAX_VALUE_LEN, PUBLIC_KEY_LEN, KeyPair
 from ..core.ids import ID_LEN, parse_infohash
 from ..errors import InvalidArgument
 from .keys import load_keypair, save_keypair
@@ -44,7 +44,7 @@ __all__ = [
 IDENTITY_FILE: Final = "identity.key"
 """The node's own key pair in its state directory (the key/value API signs with it)."""
 
-_MAX_DEPTH: Final = 64  # far deeper than any 1000-byte value needs; stops cycles too
+_MAX_DEPTH: Final = MAX_VALUE_DEPTH  # what other mldht nodes accept in a put; stops cycles
 
 
 def _to_bvalue(value: object, depth: int) -> BValue:

@@ -39,51 +39,57 @@ def test_cheap_checks_name_the_reason() -> None:
 
 def test_budget_burst_refill_and_junk_costs_more() -> None:
     adm = Admission(10.0)  # burst 20
-    assert all(adm.admit("1.2.3.4", 0.0) is None for _ in range(20))
-    assert adm.admit("1.2.3.4", 0.0) == "rate"
-    assert adm.admit("1.2.3.4", 0.1) is None  # one token back after 0.1 s
-    assert adm.admit("5.6.7.8", 0.1) is None  # other sources have their own
-    adm.admit("9.9.9.9", 0.0)
-    adm.charge("9.9.9.9", MALFORMED_COST, 0.0)
-    admitted = sum(adm.admit("9.9.9.9", 0.0) is None for _ in range(30))
+    assert all(adm.admit(("1.2.3.4", 1), 0.0) is None for _ in range(20))
+    assert adm.admit(("1.2.3.4", 1), 0.0) == "rate"
+    assert adm.admit(("1.2.3.4", 1), 0.1) is None  # one token back after 0.1 s
+    assert adm.admit(("5.6.7.8", 1), 0.1) is None  # other sources have their own
+    adm.admit(("9.9.9.9", 1), 0.0)
+    adm.charge(("9.9.9.9", 1), MALFORMED_COST, 0.0)
+    admitted = sum(adm.admit(("9.9.9.9", 1), 0.0) is None for _ in range(30))
     assert admitted == 20 - 1 - int(MALFORMED_COST)
 
 
 def test_persistent_offender_is_banned_then_forgiven() -> None:
     adm = Admission(10.0, ban_threshold=50, ban_window=10.0, ban_time=300.0)
-    verdicts = [adm.admit("6.6.6.6", 1.0) for _ in range(100)]
+    verdicts = [adm.admit(("6.6.6.6", 1), 1.0) for _ in range(100)]
     assert verdicts[:20] == [None] * 20
     assert verdicts[20:71] == ["rate"] * 51 or "banned" in verdicts
-    assert verdicts[-1] == "banned" and adm.is_banned("6.6.6.6", 2.0)
-    assert adm.admit("6.6.6.6", 200.0) == "banned"
-    assert adm.admit("6.6.6.6", 302.0) is None  # the ban ended: a fresh budget
-    assert not adm.is_banned("6.6.6.6", 302.0)
+    assert verdicts[-1] == "banned" and adm.is_banned(("6.6.6.6", 1), 2.0)
+    assert adm.admit(("6.6.6.6", 1), 200.0) == "banned"
+    assert adm.admit(("6.6.6.6", 1), 302.0) is None  # the ban ended: a fresh budget
+    assert not adm.is_banned(("6.6.6.6", 1), 302.0)
 
 
 def test_ipv6_budget_is_per_64_for_public_addresses() -> None:
-    assert source_key("2001:db8:1:2::5") == source_key("2001:db8:1:2:ffff::9")
-    assert source_key("2001:db8:1:3::5") != source_key("2001:db8:1:2::5")
-    assert source_key("::1") == "::1" and source_key("fd00::1") != source_key("fd00::2")
-    assert source_key("10.0.0.1") == "10.0.0.1"
+    def key(ip: str, port: int = 1) -> str:
+        return source_key((ip, port))
+
+    assert key("2001:db8:1:2::5") == key("2001:db8:1:2:ffff::9")
+    assert key("2001:db8:1:3::5") != key("2001:db8:1:2::5")
+    assert key("45.1.2.3", 1) == key("45.1.2.3", 2) == "45.1.2.3"  # public: per address
+    assert key("::ffff:45.1.2.3") == "45.1.2.3"  # a dual-stack socket's IPv4 peer
+    # loopback and private addresses: per ip:port, as in the routing table
+    assert key("127.0.0.1", 7001) != key("127.0.0.1", 7002)
+    assert key("10.0.0.1", 5) == "10.0.0.1:5" and key("::1", 6) != key("::1", 7)
     adm = Admission(1.0)  # burst 2
     hosts = [f"2001:db8:1:2::{i:x}" for i in range(1, 5)]
-    assert [adm.admit(h, 0.0) for h in hosts] == [None, None, "rate", "rate"]
+    assert [adm.admit((h, 1), 0.0) for h in hosts] == [None, None, "rate", "rate"]
 
 
 def test_memory_is_bounded_and_busy_sources_keep_their_budget() -> None:
     adm = Admission(10.0, max_sources=100)
     for _ in range(20):
-        adm.admit("7.7.7.7", 0.0)  # the busy source spent its burst
+        adm.admit(("7.7.7.7", 1), 0.0)  # the busy source spent its burst
     for i in range(1000):  # a flood of fresh addresses, with the busy one in between
-        adm.admit(f"10.{i // 256}.{i % 256}.1", 0.0)
+        adm.admit((f"45.{i // 256}.{i % 256}.1", 1), 0.0)
         if i % 50 == 0:
-            assert adm.admit("7.7.7.7", 0.0) == "rate"  # not reset by the churn
+            assert adm.admit(("7.7.7.7", 1), 0.0) == "rate"  # not reset by the churn
     assert len(adm) <= 100
 
 
 def test_rate_zero_admits_everything() -> None:
     adm = Admission(0.0)
-    assert all(adm.admit("1.1.1.1", 0.0) is None for _ in range(10_000))
+    assert all(adm.admit(("1.1.1.1", 1), 0.0) is None for _ in range(10_000))
 
 
 def test_node_under_flood_drops_cheaply_and_answers_honest_pings() -> None:
@@ -132,3 +138,19 @@ def test_send_budget_keeps_answering_and_queries_less() -> None:
     for i in range(200):
         unlimited.receive_datagram(_ping(b"%03d" % i), (f"45.2.{i}.1", 1), 1.0)
     assert len(unlimited.datagrams_to_send()) == 200
+
+
+def test_the_deepest_value_mldht_encodes_passes_and_one_more_level_does_not() -> None:
+    """A BEP 44 put of a value nested as deep as encode_value allows reaches other
+    mldht nodes' decoder; deeper is cut short before it (and could not be encoded)."""
+    from mldht.core.bep44 import MAX_VALUE_DEPTH
+
+    def put_of_depth(n: int) -> bytes:
+        v: object = b"x"
+        for _ in range(n):
+            v = [v]
+        a = {b"id": b"i" * 20, b"token": b"t", b"v": v}
+        return bencode({b"a": a, b"q": b"put", b"t": b"aa", b"y": b"q"})
+
+    assert cheap_reject(put_of_depth(MAX_VALUE_DEPTH)) is None
+    assert cheap_reject(put_of_depth(MAX_VALUE_DEPTH + 1)) == "deep"

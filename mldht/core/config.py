@@ -84,8 +84,9 @@ class NodeConfig:
     max_peers_per_source: int = 200
     """Peer entries one announcing /24 (IPv6: /64) may hold in our peer store in total;
     local-network announcers are exempt."""
-    max_peers_per_source_per_infohash: int = 4
-    """Peer entries one announcing /24 (IPv6: /64) may hold for one info-hash."""
+    max_peers_per_source_per_infohash: int = 16
+    """Peer entries one announcing /24 (IPv6: /64) may hold for one info-hash (several
+    peers of one torrent may share a carrier-grade NAT pool or a campus /24)."""
     max_items_per_source: int = 100
     """BEP 44 items one putting /24 (IPv6: /64) may hold in our item store."""
 

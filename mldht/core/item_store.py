@@ -240,8 +240,8 @@ class ItemStore:
 
         ``source`` is the putter's IP, for the per-source quota (None: not counted).
         Raises :class:`KRPCError`: 205 (v empty or over 1000 bytes), 203 (v not canonical
-        bencode), 202 (storage full of more useful items, the putter's /24 or /64 at its
-        quota, or a backend failure).
+        bencode), 202 (storage full of more useful items, or the putter's /24 or /64 at
+        its quota).
         """
         v_bencoded = _check_value(v_bencoded)
         target = immutable_target(v_bencoded)

@@ -247,7 +247,7 @@ class PeerStore:
         max_peers_per_infohash: int = 1_000,
         peer_ttl: float = DEFAULT_PEER_TTL,
         max_peers_per_source: int = 200,
-        max_peers_per_source_per_infohash: int = 4,
+        max_peers_per_source_per_infohash: int = 16,
         local_network: bool | None = None,
     ) -> None:
         if (

@@ -116,10 +116,13 @@ class SQLiteItemBackend:
                         self._db.execute(_DELETE, (target,))
                     else:
                         self._db.execute(_UPSERT, _row(item))
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) may leave the transaction open; SQLite may
+                # also have rolled it back already. Either way the next apply starts clean.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def save(self, item: StoredItem) -> None:
         """Insert or replace ``item``; committed when this returns."""

@@ -113,9 +113,12 @@ def run(
 RECEIVE_BATCH = 256
 """Datagrams handled per wake-up of the receive loop before it yields."""
 RECEIVE_BUFFER = 65536
-"""Bytes read per datagram: some clients send more than 1,500 (tests/data/krpc)."""
+"""Bytes read per datagram: the whole of any UDP datagram, so that an oversized one is
+read, counted and dropped whole (the core decodes none over 2,048 bytes)."""
 SOCKET_BUFFER = 4 * 1024 * 1024
 """Bytes of kernel receive buffer asked for the UDP socket."""
+FINAL_SAVE_BOUND = 60.0
+"""Seconds the save at exit may take (a stuck disk must not hang the exit)."""
 TIMER_SLACK = 0.02
 """Seconds a timer may fire late rather than be re-armed (see DHTNode._after_change)."""
 
@@ -266,7 +269,7 @@ class DHTNode(DHTAPI, ItemAPI):
             for waiter in self._waiters.values():
                 waiter.close()
             self._waiters.clear()
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_SAVE_BOUND):
                 await self._save(final=True)
             self._close_backend()
 
@@ -277,17 +280,20 @@ class DHTNode(DHTAPI, ItemAPI):
             # the previous version held every stored peer.
             saved = await anyio.to_thread.run_sync(persist.load_state, self._state_dir)
             persist.prepare_state_dir(self._state_dir)
-            self._item_backend = persist.open_item_backend(self._state_dir)
+            self._item_backend = await anyio.to_thread.run_sync(
+                persist.open_item_backend, self._state_dir
+            )
             self._peer_db = await anyio.to_thread.run_sync(persist.open_peer_db, self._state_dir)
         node_id = saved.node_id if saved is not None else random_id(self._rng)
-        now = _now()
         backend = self._item_backend
+        items = await anyio.to_thread.run_sync(backend.load_all) if backend is not None else None
+        now = _now()
         self._state_obj = state = NodeState(
             node_id,
             self._rng,
             now,
             self.config,
-            saved_items=backend.load_all() if backend is not None else None,
+            saved_items=items,
             republish_interval=self._republish_interval,
         )
         self._load_publications(state, now)
@@ -417,8 +423,10 @@ class DHTNode(DHTAPI, ItemAPI):
     # --------------------------------------------------------------------- tasks
 
     def _apply_storage_writes(self) -> None:
-        """Make the core's item changes durable (one transaction), before any reply of the
-        same call is sent: a put is acknowledged only once it is on disk."""
+        """Make the core's item changes durable (one transaction) before any reply of the
+        same call is sent, so that an acknowledged put is on disk. Should the database
+        fail (a full disk), the replies still go out, the node keeps the items in memory,
+        and ``stats["storage_errors"]`` and a warning say so."""
         writes = self._state.storage_writes()
         if not writes or self._item_backend is None:
             return

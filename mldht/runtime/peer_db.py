@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.compact import ip_from_bytes
 from ..errors import InvalidArgument
+from .persist import create_private
 
 __all__ = ["PEERS_FILE", "Entry", "PeerDB", "PeerDBWriter"]
 
@@ -38,21 +39,13 @@ Entry = tuple[bytes, bytes, int, bool, float]
 """(infohash, packed ip, port, seed, seconds left): what the core exports."""
 
 
-def _create_private(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 if missing; make an existing one 0600."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        os.chmod(path, 0o600)
-
-
 class PeerDB:
     """The peer database of a state directory (one connection, any one thread at a time)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            _create_private(self.path)
+            create_private(self.path)
             self._db = sqlite3.connect(
                 os.fspath(self.path), isolation_level=None, check_same_thread=False
             )

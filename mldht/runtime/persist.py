@@ -354,7 +354,7 @@ def check_state_dir(state_dir: Path) -> None:
         load_state(state_dir)
 
 
-def _private(path: Path) -> None:
+def create_private(path: Path) -> None:
     """Create ``path`` empty, mode 0600, if missing (SQLite then keeps that mode and gives
     it to its journal); make an existing one 0600."""
     try:
@@ -373,12 +373,10 @@ def open_peer_db(state_dir: Path) -> PeerDB:
 def open_item_backend(state_dir: Path) -> ItemBackend | None:
     """The item database of ``state_dir``: a damaged one is renamed aside, with a
     warning; one that cannot be opened raises InvalidArgument."""
-    try:  # written separately; the node works (items in memory) without it
-        from .item_db import open_item_db
-    except ImportError:
-        return None
+    from .item_db import open_item_db
+
     with contextlib.suppress(OSError):  # the database says why it cannot be opened
-        _private(state_dir / ITEMS_FILE)
+        create_private(state_dir / ITEMS_FILE)
     backend: ItemBackend = open_item_db(state_dir / ITEMS_FILE)
     return backend
 

@@ -272,3 +272,16 @@ def test_acknowledged_items_survive_sigkill(tmp_path: Path) -> None:
             target, item = expected_item(i)
             assert fresh.get(target, 8000.0) == item, i
         assert all(item.last_put == 5000.0 for item in fresh)
+
+
+def test_a_failed_commit_leaves_the_database_usable(tmp_path: Path) -> None:
+    """A batch that fails is rolled back whole and leaves no transaction open: the next
+    batch applies."""
+    with SQLiteItemBackend(tmp_path / "items.sqlite") as backend:
+        good = StoredItem(b"\x01" * 20, b"i1e", None, b"", None, None, 0.0, 1)
+        bad = StoredItem(b"\x02" * 20, None, None, b"", None, None, 0.0, 1)  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            backend.apply([(good.target, good), (bad.target, bad)])
+        assert backend.count() == 0  # rolled back whole
+        backend.apply([(good.target, good)])
+        assert backend.count() == 1

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -28,6 +27,8 @@ import pytest
 from mldht.core.bep44 import KeyPair
 from mldht.runtime.keys import save_keypair
 from mldht.runtime.node import DHTNode
+
+from . import test_cli as cli_tests
 
 REPO = Path(__file__).resolve().parents[2]
 HEX = "0123456789abcdef0123456789abcdef01234567"
@@ -113,32 +114,8 @@ def one_line(out: subprocess.CompletedProcess[str], status: int) -> str:
     return out.stderr.rstrip("\n")
 
 
-class NodeProcess:
-    """``mldht node --json ARGS``, its stdout read line by line with a bound."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mldht", "node", "--json", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=REPO,
-            env=_env(),
-        )
-        self._buf = b""
-
-    def line(self, timeout: float = 20.0) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no output line within {timeout} s"
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                assert chunk, "the node closed its stdout"
-                self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
+class NodeProcess(cli_tests.NodeProcess):
+    """``mldht node --json ARGS`` (see test_cli), with its address and a SIGTERM stop."""
 
     def address(self) -> str:
         first = self.line()
@@ -146,20 +123,9 @@ class NodeProcess:
         assert match is not None, f"unexpected first line {first!r}"
         return match.group(1)
 
-    def stop(self) -> tuple[int, str]:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> tuple[int, str]:
         """SIGTERM; (exit status, stderr) once it exited."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(15)
-        assert self.proc.stderr is not None
-        return self.proc.returncode, self.proc.stderr.read().decode()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        return super().stop(sig, timeout)
 
 
 @contextmanager

@@ -104,7 +104,9 @@ class Lookup:
     our own address scope (:mod:`mldht.core.netaddr`); candidates with bogon addresses
     are never kept, nor loopback / private ones when it is False. ``retry``: resend a
     query once at its soft deadline (see the module docstring). ``diverse``: at most one
-    node per public /24 (IPv6 /64).
+    node per public /24 (IPv6 /64). ``use_k``: how many of the closest the caller will use
+    (default ``k``; ``k`` may be wider to find them); a retried query holds the lookup
+    only if it could enter those.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Lookup:
         local_network: bool | None = None,
         retry: bool = False,
         diverse: bool = True,
+        use_k: int | None = None,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -139,6 +142,7 @@ class Lookup:
         self.own_id = own_id
         self.wait_for_stalled = wait_for_stalled
         self.retry = retry
+        self.use_k = k if use_k is None else min(k, max(1, use_k))
         self.diverse = diverse
         self._local_ok = local_allowed(local_network)
         self._target_int = int.from_bytes(target, "big")
@@ -419,6 +423,9 @@ class Lookup:
                 return not (self._inflight_dists and self._inflight_dists[0] < bar)
             if self._active_dists and self._active_dists[0] < bar:
                 return False
+            # A retried query (resent at its soft deadline) holds the lookup only if it
+            # could enter the ``use_k`` closest the caller uses.
+            bar = self._resp_dists[self.use_k - 1]
             return not any(e.dist is not None and e.dist < bar for e in self._retried.values())
         if self._cand_dists or self._routers or self._active or self._retried:
             return False

@@ -228,6 +228,7 @@ class LookupOp(Operation):
             local_network=config.local_network,
             retry=config.lookup_retry,
             diverse=config.restrict_search_ips,
+            use_k=config.k,
         )
         self._use_table = use_table
 

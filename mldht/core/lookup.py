@@ -323,7 +323,11 @@ class Lookup:
             del self._active[entry.node.addr]
             if entry.dist is not None:
                 _remove_sorted(self._active_dists, entry.dist)
-            if self.retry and entry.dist is not None:
+            if (
+                self.retry
+                and entry.dist is not None
+                and bisect.bisect_left(self._resp_dists, entry.dist) < self.use_k
+            ):
                 entry.state = _State.RETRIED
                 entry.deadline = now + self.soft_timeout
                 self._retried[entry.node.addr] = entry

@@ -60,6 +60,10 @@ class NodeConfig:
     """Answered nodes a lookup gathers before it ends (its closest set), at least ``k``
     (0: ``k``); the operation still uses the ``k`` closest. A wider set finds the true
     k closest more often (a node no answering node knew is the main miss)."""
+    store_k: int = 10
+    """Announces and puts go to this many of the closest nodes that gave a token (at
+    least ``k``; at most ``lookup_k`` are known): a few more storers than BEP 5's k keep
+    a value findable when sybils hold some of the closest places."""
     soft_timeout_factor: float = 1.5
     """With ``adaptive_timeout``: the soft timeout is this many times the median RTT
     measured (within [0.1 s, ``soft_timeout``])."""

@@ -1,11 +1,12 @@
 """Lookups followed by a store phase: announce (BEP 5) and put (BEP 44).
 
-The lookup collects write tokens; when it ends, the store query (announce_peer / put) goes
-to each of the k closest nodes that gave one, and the operation ends when all of them
-answered or failed. These nodes answered moments ago, so with ``adaptive_timeout`` the
-phase does not wait for hard timeouts: a store query unanswered after one soft timeout is
-sent once more (``lookup_retry``; a lost datagram), and the phase ends two soft timeouts
-after it began. Without it, the phase ends one query timeout after the lookup's deadline.
+The lookup collects write tokens; when it ends, the store query (announce_peer / put)
+goes to each of the ``store_k`` (default 10) closest nodes that gave one, and the
+operation ends when all of them answered or failed. These nodes answered moments ago, so
+with ``adaptive_timeout`` the phase does not wait for hard timeouts: a store query
+unanswered after one soft timeout is sent once more (``lookup_retry``; a lost datagram),
+and the phase ends two soft timeouts after it began. Without it, the phase ends one
+query timeout after the lookup's deadline.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ class StoringLookup(LookupOp):
     def lookup_finished(self, now: float, closest: list[Responded]) -> None:
         self.storing = True
         self.prepare_store()
+        config = self.ctx.config
+        if config.store_k > len(closest):
+            closest = self.lookup.closest(config.store_k)
         calls = [(r.node, self.store_query(r.token)) for r in closest if r.token is not None]
         if not calls:
             self.finish(self.done_event())
             return
         self.store_pending = len(calls)
-        config = self.ctx.config
         self._store_end_at = self.deadline + config.query_timeout
         if config.adaptive_timeout:
             soft = self.ctx.soft_timeout()

@@ -50,6 +50,8 @@ class StoringLookup(LookupOp):
         self._outstanding: dict[tuple[str, int], tuple[NodeInfo, QueryBody]] = {}
         self._resend_at: float | None = None
         self._store_end_at = 0.0
+        self._store_hard_end = 0.0
+        self._store_calls = 0
 
     def prepare_store(self) -> None:
         """Hook: called once when the lookup phase ends, before :meth:`store_query`."""
@@ -72,8 +74,10 @@ class StoringLookup(LookupOp):
         if not calls:
             self.finish(self.done_event())
             return
-        self.store_pending = len(calls)
-        self._store_end_at = self.deadline + config.query_timeout
+        self.store_pending = self._store_calls = len(calls)
+        # At the latest when a resent store query would time out too (each unanswered
+        # query times out on its own before that and counts as refused).
+        self._store_end_at = self._store_hard_end = now + 2 * config.query_timeout
         if config.adaptive_timeout:
             soft = self.ctx.soft_timeout()
             if config.lookup_retry:
@@ -108,7 +112,14 @@ class StoringLookup(LookupOp):
             return
         if self.storing:
             if now >= self._store_end_at:
-                self.finish(self.done_event())
+                # Two soft timeouts after the queries went out, end only once half of the
+                # storers accepted: on a slow or busy network answers come later than the
+                # soft timeout, and ending then would report nothing stored (though it
+                # was). Otherwise wait for them, up to one hard query timeout.
+                if now >= self._store_hard_end or 2 * self.accepted >= self._store_calls:
+                    self.finish(self.done_event())
+                else:
+                    self._store_end_at = self._store_hard_end
             elif self._resend_at is not None and now >= self._resend_at:
                 self._resend_at = None
                 send = self.ctx.send_query

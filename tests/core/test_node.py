@@ -503,3 +503,36 @@ def test_hardening_settings_reach_the_table_and_stores() -> None:
     ih1, ih2 = b"\x31" * 20, b"\x32" * 20
     assert node.peer_store.announce(ih1, ("45.9.9.1", 1000), 1.0)
     assert not node.peer_store.announce(ih2, ("45.9.9.2", 1000), 1.0)  # same /24: quota 1
+
+
+def test_store_phase_waits_for_a_storer_slower_than_the_soft_timeout() -> None:
+    """A storer that answers after the store phase's soft deadline (two soft timeouts)
+    is still waited for while fewer than half accepted: the put is reported stored."""
+    a_addr, b_addr = ("127.0.0.1", 1001), ("127.0.0.2", 1002)
+    a = NodeState(b"\x01" * 20, random.Random(1), 0.0, NodeConfig())
+    b = NodeState(b"\x02" * 20, random.Random(2), 0.0, NodeConfig())
+    nodes = {a_addr: a, b_addr: b}
+    b.bootstrap([a_addr], 0.0, as_nodes=True)
+    _pump(nodes, 0.1)
+    b.put_immutable(bencode(b"slow"), 0.2)
+    # Deliver the get lookup, and hold a's answer to the put.
+    held: list[tuple[bytes, tuple[str, int]]] = []
+    for _ in range(20):
+        moved = False
+        for data, _dest in b.datagrams_to_send():
+            moved = True
+            a.receive_datagram(data, b_addr, 0.25)
+        for data, dest in a.datagrams_to_send():
+            moved = True
+            if b"2:ip" in data and held == [] and a.items and dest == b_addr:
+                held.append((data, dest))  # the answer to the put
+            else:
+                b.receive_datagram(data, a_addr, 0.25)
+        if not moved:
+            break
+    assert held and len(a.items) == 1
+    b.handle_timer(1.5)  # long past two soft timeouts (the soft timeout is at most 1 s)
+    assert not [e for e in iter(b.next_event, None) if isinstance(e, PutDone)]
+    b.receive_datagram(held[0][0], a_addr, 1.6)  # the slow answer
+    done = [e for e in iter(b.next_event, None) if isinstance(e, PutDone)]
+    assert len(done) == 1 and done[0].accepted == 1

@@ -24,7 +24,7 @@ from .core.compact import Addr, NodeInfo
 from .core.events import TERMINAL_EVENTS, Event, is_terminal
 from .core.ids import random_id
 from .core.node import NodeConfig, NodeState
-from .errors import InvalidArgument
+from .errors import InvalidArgument, MldhtError
 
 __all__ = ["TERMINAL_EVENTS", "SimNode", "Simulator"]
 
@@ -234,7 +234,7 @@ class Simulator:
                 return
             if not self.step():
                 return
-        raise RuntimeError("simulation did not settle within max_steps")
+        raise MldhtError("simulation did not settle within max_steps")
 
     def run_op(
         self, addr: Addr, action: Callable[[NodeState, float], int], *, timeout: float = 120.0

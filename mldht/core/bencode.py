@@ -10,7 +10,7 @@ from typing import Any
 
 import bencode2
 
-from ..errors import DecodeError
+from ..errors import DecodeError, InvalidArgument
 
 __all__ = ["BValue", "DecodeError", "bdecode", "bencode"]
 
@@ -31,5 +31,5 @@ def bencode(value: Any) -> bytes:
     try:
         out: bytes = bencode2.bencode(value)
     except Exception as exc:
-        raise TypeError(f"cannot bencode {type(value).__name__}: {exc}") from None
+        raise InvalidArgument(f"cannot bencode {type(value).__name__}: {exc}") from None
     return out

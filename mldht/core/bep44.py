@@ -182,7 +182,7 @@ def _recover_x(y: int, sign: int) -> int:
     if (x * x - u) % _P != 0:
         x = x * _SQRT_M1 % _P
     if (x * x - u) % _P != 0:
-        raise ValueError("not a curve point")
+        raise InvalidArgument("not a curve point")
     if x & 1 != sign:
         x = _P - x
     return x

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from ..errors import InvalidArgument
 from . import bep44
 from .compact import NodeInfo
 from .context import Context
@@ -121,9 +122,9 @@ class Republisher:
         concurrency: int = REPUBLISH_CONCURRENCY,
     ) -> None:
         if not interval > 0:
-            raise ValueError(f"republish interval must be positive: {interval!r}")
+            raise InvalidArgument(f"republish interval must be positive: {interval!r}")
         if concurrency < 1:
-            raise ValueError(f"republish concurrency must be at least 1: {concurrency!r}")
+            raise InvalidArgument(f"republish concurrency must be at least 1: {concurrency!r}")
         self._ctx = ctx
         self.interval = float(interval)
         self.concurrency = concurrency
@@ -162,7 +163,7 @@ class Republisher:
             seq = None
         else:
             if seq is None or not 0 <= seq <= bep44.MAX_SEQ:
-                raise ValueError(f"a mutable publication needs its seq, got {seq!r}")
+                raise InvalidArgument(f"a mutable publication needs its seq, got {seq!r}")
             target = bep44.mutable_target(keypair.public_key, salt)
         pub = Publication(target, v_bencoded, keypair, salt, seq, due)
         self._pubs.pop(target, None)

@@ -6,6 +6,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import MldhtError
 from .compact import Addr
 
 if TYPE_CHECKING:  # an RNG is passed in; the core never draws randomness itself
@@ -63,7 +64,7 @@ class Transactions:
             if (t, addr) not in self._by_key:
                 break
         else:  # pragma: no cover - 64 collisions in a row cannot happen with a sane table
-            raise RuntimeError("no free transaction id")
+            raise MldhtError("no free transaction id")
         p = Pending(t, addr, method, now, now + timeout, node_id, context)
         self._by_key[(t, addr)] = p
         self._by_t[t] = self._by_t.get(t, 0) + 1

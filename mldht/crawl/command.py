@@ -254,6 +254,10 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
             query_timeout=args.query_timeout,
             soft_timeout=min(1.0, args.query_timeout),
             lookup_timeout=max(10.0, 4 * args.query_timeout),
+            # Its lookups only find nodes to sample: narrow ones, to stay polite (a node's
+            # defaults favour exact closest sets over query counts).
+            alpha=4,
+            lookup_k=8,
         ) as node:
             contacts = await _resolve_all(
                 routers if routers is not None else _public_routers(), family

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import InvalidArgument
 from .estimate import ID_BITS, SPACE, K, SizeEstimate, estimate_size
 
 __all__ = [
@@ -139,7 +140,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+            raise InvalidArgument("rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = burst
         self.tokens = burst

@@ -110,7 +110,7 @@ def run(
     return anyio.run(func, *args, backend=backend)
 
 
-RECEIVE_BATCH = 256
+RECEIVE_BATCH = 1024
 """Datagrams handled per wake-up of the receive loop before it yields."""
 RECEIVE_BUFFER = 65536
 """Bytes read per datagram: the whole of any UDP datagram, so that an oversized one is

@@ -17,8 +17,8 @@ from mldht.errors import InvalidArgument
     ("text", "expected"),
     [
         ("127.0.0.1:6881", ("127.0.0.1", 6881)),
-        ("router.bittorrent.com:6881", ("router.bittorrent.com", 6881)),
-        ("router.bittorrent.com.:6881", ("router.bittorrent.com.", 6881)),
+        ("dht.example.org:6881", ("dht.example.org", 6881)),
+        ("dht.example.org.:6881", ("dht.example.org.", 6881)),
         ("my_host-1:1", ("my_host-1", 1)),
         ("localhost:65535", ("localhost", 65535)),
         ("[::1]:6881", ("::1", 6881)),

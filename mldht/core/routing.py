@@ -30,7 +30,8 @@ Refinements beyond BEP 5 (all from libtorrent's routing_table.cpp):
 * the same ip:port showing up with a new id evicts the old entry, while the same id from
   another address does not move an entry that is not bad.
 
-A table holds one address family: BEP 32 keeps a separate table for IPv6.
+The admission rules are in :mod:`~mldht.core.routing_rules`, entries and buckets in
+:mod:`~mldht.core.buckets`. A table holds one address family: BEP 32 keeps a separate table for IPv6.
 
 The table is pure: it never reads a clock or draws its own randomness. Every method that
 depends on time takes ``now`` (seconds, any monotonic origin) and the RNG for refresh
@@ -39,18 +40,16 @@ targets is given to the constructor.
 
 from __future__ import annotations
 
-import enum
-from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from .bep42 import is_local_ip, is_valid_node_id
+from .buckets import Bucket, NodeStatus, RoutingEntry, collect
 from .compact import Addr, NodeInfo
 from .ids import ID_BITS, ID_LEN, id_from_int, random_id_in_range
-from .netaddr import is_acceptable, local_allowed, source_key
+from .netaddr import local_allowed
+from .routing_rules import TableRules
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -62,111 +61,10 @@ __all__ = [
 ]
 
 
-class NodeStatus(enum.Enum):
-    """The three node states of BEP 5, "Routing Table"."""
-
-    GOOD = "good"
-    QUESTIONABLE = "questionable"
-    BAD = "bad"
-
-
-@dataclass(slots=True, eq=False)
-class RoutingEntry:
-    """What the table knows about one node. Read-only for callers: the table updates it.
-
-    Every entry has answered at least one of our queries (``last_response``): nodes that
-    only queried us are never inserted (BEP 5, "Routing Table").
-    """
-
-    node: NodeInfo
-    id_int: int
-    """The id as an integer, precomputed for fast XOR distances."""
-    first_seen: float
-    last_response: float
-    """When it last answered one of our queries."""
-    last_query: float | None = None
-    """When it last sent us a query, if ever since it entered the table."""
-    fails: int = 0
-    """Queries of ours it failed to answer since its last answer."""
-    rtt: float | None = None
-    """Smoothed round-trip time in seconds, if any was measured."""
-    version: bytes | None = None
-    """The KRPC ``v`` value it last sent, if any."""
-    in_table: bool = False
-    """True for a live entry, False while it waits in a replacement cache."""
-    ping_pending: bool = False
-    """Handed out by :meth:`RoutingTable.nodes_to_ping`, not yet reported back."""
-    subnet: bytes | None = None
-    """The /24 (IPv6: /64) of a public address, None for a local one (see netaddr)."""
-    preferred: bool = False
-    """Whether the table's ``prefer`` rule (BEP 42: the id matches the IP) holds, judged
-    once when the entry is made (an entry's id and address never change)."""
-
-    @property
-    def id(self) -> bytes:
-        return self.node.id
-
-    @property
-    def addr(self) -> Addr:
-        return self.node.addr
-
-    @property
-    def last_seen(self) -> float:
-        """The latest time it answered us or queried us."""
-        if self.last_query is None or self.last_query < self.last_response:
-            return self.last_response
-        return self.last_query
-
-
-class _Bucket:
-    """One k-bucket: its live entries, its replacement cache and its refresh clock."""
-
-    __slots__ = (
-        "_invalid",
-        "_sorted",
-        "cache",
-        "index",
-        "last_changed",
-        "limit",
-        "live",
-        "version",
-    )
-
-    def __init__(self, index: int, limit: int, last_changed: float | None) -> None:
-        self.index = index
-        self.limit = limit
-        self.live: list[RoutingEntry] = []
-        # oldest first: the newest candidate is appended and the oldest is dropped first
-        self.cache: list[RoutingEntry] = []
-        self.last_changed = last_changed
-        self.version = 0  # bumped whenever ``live`` changes
-        self._sorted: tuple[int, list[int], list[RoutingEntry]] | None = None
-        self._invalid: tuple[int, int] = (-1, 0)
-
-    def invalid_count(self) -> int:
-        """Live entries whose ``preferred`` is False, recounted only after a change (an
-        entry's ``preferred`` never changes)."""
-        version, count = self._invalid
-        if version != self.version:
-            count = sum(1 for e in self.live if not e.preferred)
-            self._invalid = (self.version, count)
-        return count
-
-    def by_id(self) -> tuple[list[int], list[RoutingEntry]]:
-        """``live`` sorted by id (ints, entries), rebuilt only after a change."""
-        cached = self._sorted
-        if cached is None or cached[0] != self.version:
-            entries = sorted(self.live, key=lambda e: e.id_int)
-            cached = self._sorted = (self.version, [e.id_int for e in entries], entries)
-        return cached[1], cached[2]
-
-
-_NARROW_ABOVE = 24
-"""Buckets bigger than this are narrowed by id before sorting (see _collect_narrowed)."""
 _RTT_GAIN = 0.25  # weight of a new RTT sample in the smoothed RTT (an EWMA)
 
 
-class RoutingTable:
+class RoutingTable(TableRules):
     """A BEP 5 routing table around ``own_id``.
 
     Keyword arguments:
@@ -240,7 +138,7 @@ class RoutingTable:
         self._enforce_node_id = enforce_node_id
         self._local_ok = local_allowed(local_network)
 
-        self._buckets: list[_Bucket] = [_Bucket(0, self._limit(0), None)]
+        self._buckets: list[Bucket] = [Bucket(0, self._limit(0), None)]
         # live entries and cached entries alike: one entry per id and one per IP
         self._by_id: dict[bytes, RoutingEntry] = {}
         # One entry per public IP (libtorrent's defence against one host filling the
@@ -252,7 +150,7 @@ class RoutingTable:
         self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
         # buckets that may need a questionable node pinged (an ordered set)
-        self._dirty: dict[_Bucket, None] = {}
+        self._dirty: dict[Bucket, None] = {}
         self._recent_pings: OrderedDict[Addr, float] = OrderedDict()
 
     # ------------------------------------------------------------------ inspection
@@ -384,7 +282,7 @@ class RoutingTable:
         rival = self._subnet_rival(node, subnet, (entry, holder))
         if rival is not None and not self._may_displace(rival, node, preferred):
             return
-        emptied: list[_Bucket] = []
+        emptied: list[Bucket] = []
         for old in (entry, holder, rival):
             if old is not None and self._by_id.get(old.node.id) is old:
                 emptied.extend(self._evict(old))
@@ -560,6 +458,7 @@ class RoutingTable:
         x = t ^ self._own_int
         home = len(self._buckets) - 1
         buckets = self._buckets
+        max_fails = self._max_fails
         out: list[NodeInfo] = []
         # Every bucket is its own distance tier. For i < home, the nodes of bucket i agree
         # with our id on bits 0..i-1 and differ at bit i, so their distance to the target
@@ -572,12 +471,12 @@ class RoutingTable:
         while rest:
             i = home - rest.bit_length()
             rest ^= 1 << (home - 1 - i)
-            if self._collect(buckets[i], t, n, out):
+            if collect(buckets[i], t, n, out, max_fails):
                 return out
-        if self._collect(buckets[home], t, n, out):
+        if collect(buckets[home], t, n, out, max_fails):
             return out
         for i in range(home - 1, -1, -1):
-            if not (top >> (home - 1 - i)) & 1 and self._collect(buckets[i], t, n, out):
+            if not (top >> (home - 1 - i)) & 1 and collect(buckets[i], t, n, out, max_fails):
                 return out
         return out
 
@@ -609,106 +508,8 @@ class RoutingTable:
 
     # ------------------------------------------------------------------ internals
 
-    def _admissible(self, node: NodeInfo) -> bool:
-        """Whether the address may enter at all (no bogon, scope, enforce_node_id)."""
-        if not is_acceptable(node.addr, self._local_ok):
-            return False
-        return not self._enforce_node_id or is_valid_node_id(node.id, node.addr[0])
-
-    def _subnet(self, node: NodeInfo) -> bytes | None:
-        return source_key(node.addr[0]) if self._one_per_ip else None
-
-    def _subnet_rival(
-        self,
-        node: NodeInfo,
-        subnet: bytes | None,
-        skip: tuple[RoutingEntry | None, ...],
-    ) -> RoutingEntry | None:
-        """Another entry of the node's bucket (live or cached) from the same /24 (/64)."""
-        if subnet is None:
-            return None
-        bucket = self._buckets[self._index_of(int.from_bytes(node.id, "big"))]
-        for group in (bucket.live, bucket.cache):
-            for e in group:
-                if e.subnet == subnet and e not in skip:
-                    return e
-        return None
-
-    def _may_displace(self, old: RoutingEntry, node: NodeInfo, preferred: bool) -> bool:
-        """Whether newcomer ``node`` may push out ``old`` (same IP or same subnet).
-
-        A bad entry always may be replaced. Otherwise: the same ip:port with a new id
-        replaces it (a restart) unless that would put an invalid id in a valid one's
-        place; another address may replace it only with a valid id replacing an invalid.
-        """
-        if self._is_bad(old):
-            return True
-        old_preferred = self._is_preferred(old)
-        if old.node.addr == node.addr:
-            return preferred or not old_preferred
-        return preferred and not old_preferred
-
-    def _ip_key(self, addr: Addr) -> object:
-        if self._one_per_ip and not is_local_ip(addr[0]):
-            return addr[0]
-        return addr
-
     def _limit(self, index: int) -> int:
         return self._far_sizes[index] if index < len(self._far_sizes) else self._k
-
-    def _index_of(self, id_int: int) -> int:
-        shared = ID_BITS - (id_int ^ self._own_int).bit_length()
-        home = len(self._buckets) - 1
-        return shared if shared < home else home
-
-    def _is_bad(self, entry: RoutingEntry) -> bool:
-        return entry.fails >= self._max_fails
-
-    @staticmethod
-    def _is_preferred(entry: RoutingEntry) -> bool:
-        return entry.preferred
-
-    def _collect(self, bucket: _Bucket, t: int, n: int, out: list[NodeInfo]) -> bool:
-        """Append the non-bad entries of one tier to ``out``, closest first; True once full."""
-        live = bucket.live
-        if not live:
-            return False
-        need = n - len(out)
-        if len(live) > _NARROW_ABOVE and self._collect_narrowed(bucket, t, need, out):
-            return True
-        max_fails = self._max_fails
-        by_distance = {e.id_int ^ t: e for e in live}
-        for d in sorted(by_distance):
-            entry = by_distance[d]
-            if entry.fails < max_fails:
-                out.append(entry.node)
-                if len(out) >= n:
-                    return True
-        return False
-
-    def _collect_narrowed(self, bucket: _Bucket, t: int, need: int, out: list[NodeInfo]) -> bool:
-        """The fast path for big (far) buckets: sort only the smallest id block aligned
-        around ``t`` that holds ``need`` entries. Every entry outside a block of size
-        2^s around t is at XOR distance >= 2^s, every entry inside at < 2^s, so the
-        block's entries come first. False (nothing appended) when bad entries leave the
-        block short: the caller then sorts the whole bucket."""
-        ids, entries = bucket.by_id()
-        lo_s, hi_s = 0, ID_BITS  # a block of 2^hi_s holds everything
-        while lo_s < hi_s:  # the smallest shift whose block holds at least `need`
-            mid = (lo_s + hi_s) // 2
-            base = (t >> mid) << mid
-            if bisect_left(ids, base + (1 << mid)) - bisect_left(ids, base) >= need:
-                hi_s = mid
-            else:
-                lo_s = mid + 1
-        base = (t >> hi_s) << hi_s
-        i, j = bisect_left(ids, base), bisect_left(ids, base + (1 << hi_s))
-        block = sorted(entries[i:j], key=lambda e: e.id_int ^ t)
-        good = [e.node for e in block if e.fails < self._max_fails]
-        if len(good) < need:
-            return False
-        out.extend(good[:need])
-        return True
 
     def _refresh_entry(
         self, entry: RoutingEntry, now: float, rtt: float | None, version: bytes | None
@@ -765,7 +566,7 @@ class RoutingTable:
             self._add_to_cache(bucket, entry)
             return
 
-    def _add_to_cache(self, bucket: _Bucket, entry: RoutingEntry) -> None:
+    def _add_to_cache(self, bucket: Bucket, entry: RoutingEntry) -> None:
         entry.in_table = False
         entry.ping_pending = False
         if self._cache_size == 0:
@@ -785,7 +586,7 @@ class RoutingTable:
         cache.append(entry)
         self._dirty[bucket] = None
 
-    def _refill(self, bucket: _Bucket, now: float | None) -> None:
+    def _refill(self, bucket: Bucket, now: float | None) -> None:
         """Promote replacements into the free places of ``bucket``."""
         while bucket.cache and len(bucket.live) < bucket.limit:
             best = max(
@@ -800,14 +601,14 @@ class RoutingTable:
             if now is not None:
                 bucket.last_changed = now  # BEP 5: a node was replaced
 
-    def _link_live(self, bucket: _Bucket, entry: RoutingEntry, now: float) -> None:
+    def _link_live(self, bucket: Bucket, entry: RoutingEntry, now: float) -> None:
         bucket.live.append(entry)
         bucket.version += 1
         entry.in_table = True
         self._live_count += 1
         bucket.last_changed = now  # BEP 5: a node was added
 
-    def _unlink_live(self, bucket: _Bucket, entry: RoutingEntry) -> None:
+    def _unlink_live(self, bucket: Bucket, entry: RoutingEntry) -> None:
         bucket.live.remove(entry)
         bucket.version += 1
         entry.in_table = False
@@ -821,7 +622,7 @@ class RoutingTable:
         if self._by_ip.get(self._ip_key(entry.node.addr)) is entry:
             del self._by_ip[self._ip_key(entry.node.addr)]
 
-    def _evict(self, entry: RoutingEntry) -> list[_Bucket]:
+    def _evict(self, entry: RoutingEntry) -> list[Bucket]:
         """Remove an entry wherever it is; returns the bucket it left a place in, if any."""
         bucket = self._buckets[self._index_of(entry.id_int)]
         self._forget(entry)
@@ -835,7 +636,7 @@ class RoutingTable:
         """Split the home bucket: its nodes sharing one more bit with us move to a new one."""
         old = self._buckets[-1]
         depth = old.index + 1
-        new = _Bucket(depth, self._limit(depth), now)
+        new = Bucket(depth, self._limit(depth), now)
         old.last_changed = now
         self._buckets.append(new)
 
@@ -864,35 +665,6 @@ class RoutingTable:
                 self._forget(bucket.cache.pop(0))
             if bucket.cache:
                 self._dirty[bucket] = None
-
-    def _has_place(self, node_id: bytes, preferred: bool = False) -> bool:
-        """Whether a new node with this id would enter its bucket or its cache unopposed."""
-        index = self._index_of(int.from_bytes(node_id, "big"))
-        bucket = self._buckets[index]
-        live = bucket.live
-        if (
-            len(live) < bucket.limit
-            or (index == len(self._buckets) - 1 and index < ID_BITS - 1)
-            or len(bucket.cache) < self._cache_size
-        ):
-            return True
-        if preferred and bucket.invalid_count():
-            return True
-        max_fails = self._max_fails
-        return any(e.fails >= max_fails for e in live)
-
-    def _may_ping(self, node: NodeInfo, now: float) -> bool:
-        """Record a ping request for this address unless one was made too recently."""
-        last = self._recent_pings.get(node.addr)
-        if last is not None and now - last < self._ping_interval:
-            return False
-        if self._recent_pings_max == 0:
-            return True
-        self._recent_pings[node.addr] = now
-        self._recent_pings.move_to_end(node.addr)
-        while len(self._recent_pings) > self._recent_pings_max:
-            self._recent_pings.popitem(last=False)
-        return True
 
     def _entry_dict(self, entry: RoutingEntry, now: float) -> dict[str, Any]:
         return {

@@ -1,0 +1,125 @@
+"""Admission rules of the routing table: who may enter, and whom a newcomer may push out.
+
+* bogon addresses never enter (:mod:`mldht.core.netaddr`), nor loopback and private ones
+  when our node is on a public address; with ``enforce_node_id`` neither do public
+  nodes whose id is not BEP 42-valid;
+* one entry per public IP in the whole table, one per public /24 (IPv6: /64) per
+  bucket (``one_per_ip``; local addresses count per ip:port and are exempt from the
+  subnet rule);
+* BEP 42-valid ids (``preferred``) are never pushed out by invalid ones.
+
+:class:`TableRules` is the base class of :class:`~mldht.core.routing.RoutingTable`: the
+table's attributes it reads are declared here, set by the table's constructor.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from .bep42 import is_local_ip, is_valid_node_id
+from .buckets import Bucket, RoutingEntry
+from .compact import Addr, NodeInfo
+from .ids import ID_BITS
+from .netaddr import is_acceptable, source_key
+
+__all__ = ["TableRules"]
+
+
+class TableRules:
+    """The admission rules (see the module docstring) over the table's state."""
+
+    _own_int: int
+    _buckets: list[Bucket]
+    _max_fails: int
+    _cache_size: int
+    _one_per_ip: bool
+    _local_ok: bool
+    _enforce_node_id: bool
+    _ping_interval: float
+    _recent_pings_max: int
+    _recent_pings: OrderedDict[Addr, float]
+
+    def _admissible(self, node: NodeInfo) -> bool:
+        """Whether the address may enter at all (no bogon, scope, enforce_node_id)."""
+        if not is_acceptable(node.addr, self._local_ok):
+            return False
+        return not self._enforce_node_id or is_valid_node_id(node.id, node.addr[0])
+
+    def _subnet(self, node: NodeInfo) -> bytes | None:
+        return source_key(node.addr[0]) if self._one_per_ip else None
+
+    def _subnet_rival(
+        self,
+        node: NodeInfo,
+        subnet: bytes | None,
+        skip: tuple[RoutingEntry | None, ...],
+    ) -> RoutingEntry | None:
+        """Another entry of the node's bucket (live or cached) from the same /24 (/64)."""
+        if subnet is None:
+            return None
+        bucket = self._buckets[self._index_of(int.from_bytes(node.id, "big"))]
+        for group in (bucket.live, bucket.cache):
+            for e in group:
+                if e.subnet == subnet and e not in skip:
+                    return e
+        return None
+
+    def _may_displace(self, old: RoutingEntry, node: NodeInfo, preferred: bool) -> bool:
+        """Whether newcomer ``node`` may push out ``old`` (same IP or same subnet).
+
+        A bad entry always may be replaced. Otherwise: the same ip:port with a new id
+        replaces it (a restart) unless that would put an invalid id in a valid one's
+        place; another address may replace it only with a valid id replacing an invalid.
+        """
+        if self._is_bad(old):
+            return True
+        old_preferred = self._is_preferred(old)
+        if old.node.addr == node.addr:
+            return preferred or not old_preferred
+        return preferred and not old_preferred
+
+    def _ip_key(self, addr: Addr) -> object:
+        if self._one_per_ip and not is_local_ip(addr[0]):
+            return addr[0]
+        return addr
+
+    def _index_of(self, id_int: int) -> int:
+        shared = ID_BITS - (id_int ^ self._own_int).bit_length()
+        home = len(self._buckets) - 1
+        return shared if shared < home else home
+
+    def _is_bad(self, entry: RoutingEntry) -> bool:
+        return entry.fails >= self._max_fails
+
+    @staticmethod
+    def _is_preferred(entry: RoutingEntry) -> bool:
+        return entry.preferred
+
+    def _has_place(self, node_id: bytes, preferred: bool = False) -> bool:
+        """Whether a new node with this id would enter its bucket or its cache unopposed."""
+        index = self._index_of(int.from_bytes(node_id, "big"))
+        bucket = self._buckets[index]
+        live = bucket.live
+        if (
+            len(live) < bucket.limit
+            or (index == len(self._buckets) - 1 and index < ID_BITS - 1)
+            or len(bucket.cache) < self._cache_size
+        ):
+            return True
+        if preferred and bucket.invalid_count():
+            return True
+        max_fails = self._max_fails
+        return any(e.fails >= max_fails for e in live)
+
+    def _may_ping(self, node: NodeInfo, now: float) -> bool:
+        """Record a ping request for this address unless one was made too recently."""
+        last = self._recent_pings.get(node.addr)
+        if last is not None and now - last < self._ping_interval:
+            return False
+        if self._recent_pings_max == 0:
+            return True
+        self._recent_pings[node.addr] = now
+        self._recent_pings.move_to_end(node.addr)
+        while len(self._recent_pings) > self._recent_pings_max:
+            self._recent_pings.popitem(last=False)
+        return True

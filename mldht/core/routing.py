@@ -31,7 +31,8 @@ Refinements beyond BEP 5 (all from libtorrent's routing_table.cpp):
   another address does not move an entry that is not bad.
 
 The admission rules are in :mod:`~mldht.core.routing_rules`, entries and buckets in
-:mod:`~mldht.core.buckets`. A table holds one address family: BEP 32 keeps a separate table for IPv6.
+:mod:`~mldht.core.buckets`. A table holds one address family: BEP 32 keeps a separate
+table for IPv6.
 
 The table is pure: it never reads a clock or draws its own randomness. Every method that
 depends on time takes ``now`` (seconds, any monotonic origin) and the RNG for refresh

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .core.compact import Addr, NodeInfo
-from .core.events import TERMINAL_EVENTS, Event, is_terminal
+from .core.events import TERMINAL_EVENTS, Event, NodeEvent, is_terminal
 from .core.ids import random_id
 from .core.node import NodeConfig, NodeState
 from .errors import InvalidArgument, MldhtError
@@ -77,6 +77,10 @@ class Simulator:
         self.on_event: Callable[[Addr, Event, float], None] | None = None
         """Called as ``on_event(addr, event, now)`` for every event a node emits (e.g. to
         time many concurrent operations); the event is also kept in ``SimNode.events``."""
+        self.on_notice: Callable[[Addr, NodeEvent, float], None] | None = None
+        """Called as ``on_notice(addr, event, now)`` for every node event (NodeAdded,
+        PeerAnnounced, ...: :data:`~mldht.core.events.NodeEvent`); unless set, they are
+        dropped."""
 
     # ------------------------------------------------------------------ topology
 
@@ -179,6 +183,9 @@ class Simulator:
             sn.events.append(ev)
             if self.on_event is not None:
                 self.on_event(addr, ev, self.now)
+        while (notice := st.next_notice()) is not None:
+            if self.on_notice is not None:
+                self.on_notice(addr, notice, self.now)
         self._schedule_timer(addr)
 
     def start(self, addr: Addr, action: Callable[[NodeState, float], int]) -> int:

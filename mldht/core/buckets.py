@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any
 
 from .compact import Addr, NodeInfo
 from .ids import ID_BITS
 
-__all__ = ["Bucket", "NodeStatus", "RoutingEntry", "collect"]
+__all__ = ["Bucket", "NodeStatus", "RoutingEntry", "collect", "entry_snapshot"]
 
 
 class NodeStatus(enum.Enum):
@@ -164,3 +165,19 @@ def _collect_narrowed(
         return False
     out.extend(good[:need])
     return True
+
+
+def entry_snapshot(entry: RoutingEntry, status: NodeStatus) -> dict[str, Any]:
+    """A JSON-able dump of one entry (:meth:`RoutingTable.snapshot`)."""
+    return {
+        "id": entry.node.id.hex(),
+        "ip": entry.node.addr[0],
+        "port": entry.node.addr[1],
+        "state": status.value,
+        "rtt": entry.rtt,
+        "fails": entry.fails,
+        "first_seen": entry.first_seen,
+        "last_response": entry.last_response,
+        "last_query": entry.last_query,
+        "version": None if entry.version is None else entry.version.hex(),
+    }

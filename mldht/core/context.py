@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from .compact import Addr
 from .config import NodeConfig
-from .events import Event
+from .counters import QUERY_METHODS
+from .events import NOTICE_BACKLOG, Event, NodeEvent, Ready
 from .krpc import QueryBody, ResponseBody, encode_error, encode_query, encode_response
 from .routing import RoutingTable
 from .transactions import Pending, Transactions
@@ -54,6 +55,12 @@ class Context:
         self.tx = Transactions(rng)
         self.out: list[tuple[bytes, Addr]] = []
         self.events: deque[Event] = deque()
+        self.notices: deque[NodeEvent] = deque()
+        """Node events for watchers (:meth:`notify`), drained by the runtime."""
+        self.notices_lost = 0
+        self.queries_out: dict[bytes, int] = dict.fromkeys(QUERY_METHODS, 0)
+        """Queries sent, by method."""
+        self._ready = False
         self.running: dict[int, Timed] = {}
         """Operations with deadlines (lookups) by op id, until they end."""
         self.routers: list[Addr] = []
@@ -67,6 +74,21 @@ class Context:
         self._next_op = 1
         self._send_tokens = float(config.send_rate)
         self._send_at = 0.0
+
+    def notify(self, event: NodeEvent) -> None:
+        """Queue a node event; at most NOTICE_BACKLOG wait (the oldest go first, counted
+        in ``notices_lost``)."""
+        notices = self.notices
+        if len(notices) >= NOTICE_BACKLOG:
+            notices.popleft()
+            self.notices_lost += 1
+        notices.append(event)
+
+    def joined(self) -> None:
+        """A bootstrap round ended: the first one with nodes in the table emits Ready."""
+        if not self._ready and len(self.routing):
+            self._ready = True
+            self.notify(Ready(len(self.routing)))
 
     def new_op_id(self) -> int:
         n = self._next_op
@@ -93,6 +115,7 @@ class Context:
             return p
         self.out.append((data, addr))
         self.stats["queries_out"] += 1
+        self.queries_out[body.method] += 1
         return p
 
     def reply(self, t: bytes, body: ResponseBody, addr: Addr) -> None:

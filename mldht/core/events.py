@@ -1,11 +1,18 @@
-"""Events that :class:`~mldht.core.node.NodeState` emits; ``op`` names the operation.
+"""Events that :class:`~mldht.core.node.NodeState` emits.
 
-Every operation started on a NodeState (``ping``, ``find_node``, ``get_peers``, ...)
-returns an integer op id; exactly one terminal event (``*Done``) carrying that id is
-emitted when it ends, possibly preceded by progress events (``PeersFound``).
-:func:`is_terminal` tells them apart (runtimes and the simulator use it to know when an
-operation is over); ``ExternalAddressChanged`` and ``RepublishStopped`` belong to no
-operation.
+Two streams. **Operation events** (:data:`Event`, :meth:`NodeState.next_event`), ``op``
+naming the operation: every operation started on a NodeState (``ping``, ``find_node``,
+``get_peers``, ...) returns an integer op id; exactly one terminal event (``*Done``)
+carrying that id is emitted when it ends, possibly preceded by progress events
+(``PeersFound``). :func:`is_terminal` tells them apart (runtimes and the simulator use it
+to know when an operation is over); ``RepublishStopped`` belongs to no operation.
+
+**Node events** (:data:`NodeEvent`, :meth:`NodeState.next_notice`): what happens to the
+node, for whoever watches it (``DHTNode.events()``, the simulator's ``on_notice``):
+:class:`Ready`, :class:`NodeAdded`, :class:`NodeRemoved`, :class:`PeerAnnounced`,
+:class:`ItemStored`, :class:`ExternalAddressChanged` and :class:`Warning`; a watcher that
+fell behind gets :class:`EventsLost` in their place. The core keeps at most
+:data:`NOTICE_BACKLOG` of them between two drains (the oldest go first, counted).
 """
 
 from __future__ import annotations
@@ -16,21 +23,33 @@ from typing import TypeGuard
 from .compact import Addr, NodeInfo
 
 __all__ = [
+    "NOTICE_BACKLOG",
     "TERMINAL_EVENTS",
     "AnnounceDone",
     "Event",
+    "EventsLost",
     "ExternalAddressChanged",
     "GetDone",
     "Item",
+    "ItemStored",
     "LookupDone",
+    "NodeAdded",
+    "NodeEvent",
+    "NodeRemoved",
+    "PeerAnnounced",
     "PeersFound",
     "PingDone",
     "PutDone",
+    "Ready",
     "RepublishStopped",
     "SampleDone",
     "TerminalEvent",
+    "Warning",
     "is_terminal",
 ]
+
+NOTICE_BACKLOG = 4096
+"""Node events the core keeps between two drains; older ones are dropped and counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +144,85 @@ class SampleDone:
 
 @dataclass(frozen=True, slots=True)
 class ExternalAddressChanged:
-    """IP voting (BEP 42) settled on a new external IP; ``node_id`` is the id now in use."""
+    """IP voting (BEP 42) settled on a new external IP; ``node_id`` is the id now in use
+    (a new one when the old id was not BEP 42-valid for that IP)."""
 
     ip: str
     node_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The node joined: a bootstrap round ended with ``nodes`` nodes in its routing table
+    (once per node)."""
+
+    nodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAdded:
+    """``node`` took a place in the routing table (it answered one of our queries)."""
+
+    node: NodeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRemoved:
+    """``node`` left the routing table (it went bad and was replaced, or was evicted)."""
+
+    node: NodeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAnnounced:
+    """A node (``source``) announced ``peer`` for ``info_hash`` to us, and we stored it."""
+
+    info_hash: bytes
+    peer: Addr
+    source: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStored:
+    """We accepted a BEP 44 put from ``source``: an immutable item (``public_key`` None)
+    or a mutable one (its key, ``salt`` and ``seq``)."""
+
+    target: bytes
+    source: Addr
+    public_key: bytes | None = None
+    salt: bytes = b""
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Warning:  # the issue's name (shadows the builtin only where imported bare)
+    """Something the operator should know: ``kind`` is a stable short name
+    (``internal_error``, ``bootstrap_failed``, ``storage_error``, ...), ``message`` says it
+    in words."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventsLost:
+    """In a watcher's stream: ``count`` events were dropped here because the watcher did
+    not keep up (its buffer was full; the oldest went first)."""
+
+    count: int
+
+
+NodeEvent = (
+    Ready
+    | NodeAdded
+    | NodeRemoved
+    | PeerAnnounced
+    | ItemStored
+    | ExternalAddressChanged
+    | Warning
+    | EventsLost
+)
+"""What ``DHTNode.events()`` yields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +243,6 @@ Event = (
     | GetDone
     | PutDone
     | SampleDone
-    | ExternalAddressChanged
     | RepublishStopped
 )
 
@@ -168,10 +261,10 @@ TERMINAL_EVENTS: tuple[type[Event], ...] = (
 TerminalEvent = PingDone | LookupDone | AnnounceDone | GetDone | PutDone | SampleDone
 
 
-def is_terminal(event: Event) -> TypeGuard[TerminalEvent]:
+def is_terminal(event: Event | NodeEvent) -> TypeGuard[TerminalEvent]:
     """Whether ``event`` ends the operation ``event.op`` (no more events for that op).
 
     False for progress events (:class:`PeersFound`) and for events of no operation
-    (:class:`ExternalAddressChanged`).
+    (:class:`RepublishStopped`).
     """
     return isinstance(event, TERMINAL_EVENTS)

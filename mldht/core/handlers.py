@@ -15,6 +15,7 @@ from ..errors import KRPCError
 from . import bep44
 from .compact import Addr, NodeInfo
 from .context import Context
+from .events import ItemStored, PeerAnnounced
 from .item_store import ItemStore
 from .krpc import (
     AnnouncePeer,
@@ -165,7 +166,8 @@ class QueryHandlers:
             return
         port = addr[1] if body.implied_port else body.port
         # Never store an address from the message body: the source IP only (BEP 5).
-        self._peers.announce(body.info_hash, (addr[0], port), now, seed=bool(body.seed))
+        if self._peers.announce(body.info_hash, (addr[0], port), now, seed=bool(body.seed)):
+            ctx.notify(PeerAnnounced(body.info_hash, (addr[0], port), addr))
         ctx.reply(q.t, AnnounceResponse(ctx.node_id), addr)
 
     def _get(self, q: Query, body: Get, addr: Addr, now: float) -> None:
@@ -221,4 +223,5 @@ class QueryHandlers:
         except KRPCError as exc:
             ctx.reply_error(q.t, exc.code, exc.message, addr)
             return
+        ctx.notify(ItemStored(target, addr, body.k, body.salt, body.seq))
         ctx.reply(q.t, PutResponse(ctx.node_id), addr)

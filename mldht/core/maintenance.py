@@ -92,6 +92,7 @@ class Bootstrapper:
         self.rounds += 1
         ctx = self._ctx
         self.failed_rounds = 0 if len(ctx.routing) else self.failed_rounds + 1
+        ctx.joined()
         if not self.retry:
             self.next_retry = None
         elif len(ctx.routing) < ctx.config.k:

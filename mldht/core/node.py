@@ -31,7 +31,16 @@ from .admission import MALFORMED_COST, Admission, cheap_reject
 from .compact import Addr, NodeInfo
 from .config import NodeConfig
 from .context import Context
-from .events import Event, ExternalAddressChanged
+from .counters import QUERY_METHODS, OpTimes
+from .events import (
+    Event,
+    ExternalAddressChanged,
+    NodeAdded,
+    NodeEvent,
+    NodeRemoved,
+    Warning,
+    is_terminal,
+)
 from .handlers import MAX_SALT_SIZE, MAX_VALUE_SIZE, QueryHandlers
 from .item_store import ItemStore, ItemWrite, StoredItem
 from .krpc import (
@@ -97,6 +106,8 @@ class NodeState:
             "send_budget_queries": 0,
             "send_budget_replies": 0,
             "internal_errors": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
         }
         self._ctx = ctx = Context(node_id, self._new_table(node_id), config, rng, self.stats)
         self.tokens = TokenManager(rng=rng, now=now)
@@ -130,6 +141,10 @@ class NodeState:
             raise InvalidArgument(str(exc)) from None
         self._read_only_peers: dict[Addr, None] = {}
         self._recently_pinged: dict[Addr, float] = {}
+        self.op_times = OpTimes()
+        """Durations of the lookups asked of this node, by kind (for metrics)."""
+        self.queries_in: dict[bytes, int] = dict.fromkeys(QUERY_METHODS, 0)
+        """Queries received, by method (``stats["queries_in"]`` is their sum)."""
 
     # ------------------------------------------------------------------ properties
 
@@ -162,11 +177,35 @@ class NodeState:
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
         ctx = self._ctx
         out, ctx.out = ctx.out, []
+        if out:
+            self.stats["bytes_out"] += sum([len(d) for d, _ in out])
         return out
 
     def next_event(self) -> Event | None:
         events = self._ctx.events
-        return events.popleft() if events else None
+        if not events:
+            return None
+        event = events.popleft()
+        if self.op_times.open and is_terminal(event):
+            self.op_times.ended(event.op, self._ctx.now)
+        return event
+
+    def next_notice(self) -> NodeEvent | None:
+        """The next node event (:data:`~mldht.core.events.NodeEvent`) for watchers, or
+        None. At most :data:`~mldht.core.events.NOTICE_BACKLOG` wait; those dropped
+        before this call are counted in :attr:`notices_lost`."""
+        notices = self._ctx.notices
+        return notices.popleft() if notices else None
+
+    @property
+    def queries_out(self) -> dict[bytes, int]:
+        """Queries sent, by method (``stats["queries_out"]`` is their sum)."""
+        return self._ctx.queries_out
+
+    @property
+    def notices_lost(self) -> int:
+        """Node events dropped because nobody drained them in time."""
+        return self._ctx.notices_lost
 
     def next_deadline(self) -> float | None:
         ctx = self._ctx
@@ -200,6 +239,7 @@ class NodeState:
         """
         stats = self.stats
         self._ctx.now = now
+        stats["bytes_in"] += len(data)
         verdict = self._admission.admit(addr, now)
         if verdict is not None:
             stats["dropped"] += 1
@@ -233,12 +273,14 @@ class NodeState:
         except Exception:  # a bug must not take the receive path down, nor hide
             self.stats["internal_errors"] += 1
             log.exception("internal error handling a datagram from %s:%s", addr[0], addr[1])
+            self._ctx.notify(Warning("internal_error", f"error handling a datagram from {addr}"))
 
     def _on_query(self, q: Query, addr: Addr, now: float) -> None:
         self.stats["queries_in"] += 1
+        body = q.body
+        self.queries_in[body.method] += 1
         if self.config.read_only:  # BEP 43: a read-only node answers no queries
             return
-        body = q.body
         sid = body.id
         if q.read_only:
             ro = self._read_only_peers
@@ -311,15 +353,14 @@ class NodeState:
         if new_ip is None or new_ip == self.external_ip:
             return
         self.external_ip = new_ip
-        if bep42.is_exempt(new_ip) or bep42.is_valid_node_id(self.node_id, new_ip):
-            return
-        self.set_node_id(bep42.generate_node_id(new_ip, self._rng), now)
-        self._ctx.events.append(ExternalAddressChanged(new_ip, self.node_id))
+        if not (bep42.is_exempt(new_ip) or bep42.is_valid_node_id(self.node_id, new_ip)):
+            self.set_node_id(bep42.generate_node_id(new_ip, self._rng), now)
+        self._ctx.notify(ExternalAddressChanged(new_ip, self.node_id))
 
     def _new_table(self, node_id: bytes) -> RoutingTable:
         # BEP 42: when the table must choose (replacement promotion), prefer nodes whose
         # id matches their IP; local addresses are exempt and count as matching.
-        return RoutingTable(
+        table = RoutingTable(
             node_id,
             rng=self._rng,
             k=self.config.k,
@@ -328,6 +369,11 @@ class NodeState:
             enforce_node_id=self.config.enforce_node_id,
             local_network=self.config.local_network,
         )
+        table.on_change = self._table_changed
+        return table
+
+    def _table_changed(self, node: NodeInfo, added: bool) -> None:
+        self._ctx.notify(NodeAdded(node) if added else NodeRemoved(node))
 
     def set_node_id(self, node_id: bytes, now: float) -> None:
         """Change our id (BEP 42 regeneration); the table is rebuilt around it."""
@@ -350,7 +396,7 @@ class NodeState:
         return self.ping(addr, now)
 
     def find_node(self, target: bytes, now: float) -> int:
-        return FindNodeOp(self._ctx, target).start(now)
+        return self.op_times.started(FindNodeOp(self._ctx, target).start(now), "find_node", now)
 
     def bootstrap(
         self, routers: list[Addr], now: float, *, as_nodes: bool = False, retry: bool = True
@@ -377,7 +423,8 @@ class NodeState:
             family=6 if self.config.ipv6 else 4,
             max_bytes=1 << 30,
         )
-        return GetPeersOp(self._ctx, info_hash, local).start(now)
+        op = GetPeersOp(self._ctx, info_hash, local).start(now)
+        return self.op_times.started(op, "get_peers", now)
 
     def announce(self, info_hash: bytes, port: int | None, now: float) -> int:
         """get_peers lookup, then announce_peer to the closest nodes that gave a token.
@@ -386,17 +433,20 @@ class NodeState:
         """
         if port is not None and not 0 < port < 65536:
             raise InvalidArgument(f"port out of range: {port}")
-        return AnnounceOp(self._ctx, info_hash, port).start(now)
+        op = AnnounceOp(self._ctx, info_hash, port).start(now)
+        return self.op_times.started(op, "announce", now)
 
     def get_item(
         self, target: bytes, now: float, *, salt: bytes = b"", mutable: bool | None = None
     ) -> int:
         """BEP 44 get lookup; the terminal GetDone carries the valid item with highest seq."""
-        return GetOp(self._ctx, target, salt=salt, mutable=mutable).start(now)
+        op = GetOp(self._ctx, target, salt=salt, mutable=mutable).start(now)
+        return self.op_times.started(op, "get", now)
 
     def put_immutable(self, v_bencoded: bytes, now: float) -> int:
         check_value(v_bencoded)
-        return ImmutablePutOp(self._ctx, v_bencoded).start(now)
+        op = ImmutablePutOp(self._ctx, v_bencoded).start(now)
+        return self.op_times.started(op, "put", now)
 
     def put_mutable(
         self,
@@ -413,7 +463,7 @@ class NodeState:
         if len(salt) > MAX_SALT_SIZE:
             raise InvalidArgument("salt longer than 64 bytes")
         op = MutablePutOp(self._ctx, v_bencoded, keypair, salt=salt, seq=seq, cas=cas)
-        return op.start(now)
+        return self.op_times.started(op.start(now), "put", now)
 
     def sample_infohashes(self, addr: Addr, target: bytes, now: float) -> int:
         return SampleOp(self._ctx, addr, target).start(now)

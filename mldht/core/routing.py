@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
-from .buckets import Bucket, NodeStatus, RoutingEntry, collect
+from .buckets import Bucket, NodeStatus, RoutingEntry, collect, entry_snapshot
 from .compact import Addr, NodeInfo
 from .ids import ID_BITS, ID_LEN, id_from_int, random_id_in_range
 from .netaddr import local_allowed
@@ -153,6 +153,9 @@ class RoutingTable(TableRules):
         # buckets that may need a questionable node pinged (an ordered set)
         self._dirty: dict[Bucket, None] = {}
         self._recent_pings: OrderedDict[Addr, float] = OrderedDict()
+        self.on_change: Callable[[NodeInfo, bool], None] | None = None
+        """Called as ``on_change(node, added)`` when a node enters or leaves the live
+        table (replacement caches not counted)."""
 
     # ------------------------------------------------------------------ inspection
 
@@ -495,8 +498,8 @@ class RoutingTable(TableRules):
                     "last": id_from_int(hi - 1).hex(),
                     "limit": bucket.limit,
                     "last_changed": bucket.last_changed,
-                    "nodes": [self._entry_dict(e, now) for e in bucket.live],
-                    "replacements": [self._entry_dict(e, now) for e in bucket.cache],
+                    "nodes": [entry_snapshot(e, self.state(e, now)) for e in bucket.live],
+                    "replacements": [entry_snapshot(e, self.state(e, now)) for e in bucket.cache],
                 }
             )
         return {
@@ -599,6 +602,8 @@ class RoutingTable(TableRules):
             bucket.version += 1
             entry.in_table = True
             self._live_count += 1
+            if self.on_change is not None:
+                self.on_change(entry.node, True)
             if now is not None:
                 bucket.last_changed = now  # BEP 5: a node was replaced
 
@@ -608,6 +613,8 @@ class RoutingTable(TableRules):
         entry.in_table = True
         self._live_count += 1
         bucket.last_changed = now  # BEP 5: a node was added
+        if self.on_change is not None:
+            self.on_change(entry.node, True)
 
     def _unlink_live(self, bucket: Bucket, entry: RoutingEntry) -> None:
         bucket.live.remove(entry)
@@ -615,6 +622,8 @@ class RoutingTable(TableRules):
         entry.in_table = False
         entry.ping_pending = False
         self._live_count -= 1
+        if self.on_change is not None:
+            self.on_change(entry.node, False)
 
     def _forget(self, entry: RoutingEntry) -> None:
         """Drop an entry that is in no bucket any more from the indexes."""
@@ -659,6 +668,8 @@ class RoutingTable(TableRules):
                 del bucket.live[bucket.limit :]
                 self._live_count -= len(overflow)
                 for e in overflow:
+                    if self.on_change is not None:
+                        self.on_change(e.node, False)
                     e.in_table = False
                     e.ping_pending = False
                 bucket.cache[:0] = overflow
@@ -666,32 +677,3 @@ class RoutingTable(TableRules):
                 self._forget(bucket.cache.pop(0))
             if bucket.cache:
                 self._dirty[bucket] = None
-
-    def _entry_dict(self, entry: RoutingEntry, now: float) -> dict[str, Any]:
-        return {
-            "id": entry.node.id.hex(),
-            "ip": entry.node.addr[0],
-            "port": entry.node.addr[1],
-            "state": self.state(entry, now).value,
-            "rtt": entry.rtt,
-            "fails": entry.fails,
-            "first_seen": entry.first_seen,
-            "last_response": entry.last_response,
-            "last_query": entry.last_query,
-            "version": None if entry.version is None else entry.version.hex(),
-        }
-
-    def check_indexes(self) -> None:
-        """Raise AssertionError unless the id and IP indexes name exactly the entries
-        in the buckets and their replacement caches (a consistency check for tests)."""
-        held = [e for b in self._buckets for e in b.live + b.cache]
-        if {id(e) for e in held} != {id(e) for e in self._by_id.values()} or len(held) != len(
-            self._by_id
-        ):
-            raise AssertionError("the id index does not match the buckets")
-        if any(self._by_id.get(e.node.id) is not e for e in held):
-            raise AssertionError("an entry is indexed under another id")
-        if len(self._by_ip) != len(held) or any(
-            self._by_id.get(e.node.id) is not e for e in self._by_ip.values()
-        ):
-            raise AssertionError("the IP index does not match the id index")

@@ -38,6 +38,8 @@ class TableRules:
     _ping_interval: float
     _recent_pings_max: int
     _recent_pings: OrderedDict[Addr, float]
+    _by_id: dict[bytes, RoutingEntry]
+    _by_ip: dict[object, RoutingEntry]
 
     def _admissible(self, node: NodeInfo) -> bool:
         """Whether the address may enter at all (no bogon, scope, enforce_node_id)."""
@@ -123,3 +125,18 @@ class TableRules:
         while len(self._recent_pings) > self._recent_pings_max:
             self._recent_pings.popitem(last=False)
         return True
+
+    def check_indexes(self) -> None:
+        """Raise AssertionError unless the id and IP indexes name exactly the entries
+        in the buckets and their replacement caches (a consistency check for tests)."""
+        held = [e for b in self._buckets for e in b.live + b.cache]
+        if {id(e) for e in held} != {id(e) for e in self._by_id.values()} or len(held) != len(
+            self._by_id
+        ):
+            raise AssertionError("the id index does not match the buckets")
+        if any(self._by_id.get(e.node.id) is not e for e in held):
+            raise AssertionError("an entry is indexed under another id")
+        if len(self._by_ip) != len(held) or any(
+            self._by_id.get(e.node.id) is not e for e in self._by_ip.values()
+        ):
+            raise AssertionError("the IP index does not match the id index")

@@ -424,10 +424,10 @@ def test_bep42_vote_regenerates_the_node_id() -> None:
     answered_ping(("100.1.2.3", 1), external)
     assert node.node_id != old
     assert bep42.is_valid_node_id(node.node_id, external[0], honor_exemptions=False)
-    events = []
-    while (ev := node.next_event()) is not None:
-        events.append(ev)
-    assert ExternalAddressChanged(external[0], node.node_id) in events
+    notices = []
+    while (ev := node.next_notice()) is not None:
+        notices.append(ev)
+    assert ExternalAddressChanged(external[0], node.node_id) in notices
     assert node.external_ip == external[0]
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from .compact import Addr
 from .config import NodeConfig
 from .counters import QUERY_METHODS
-from .events import NOTICE_BACKLOG, Event, NodeEvent, Ready
+from .events import NOTICE_BACKLOG, Event, NodeEvent, Ready, Warning
 from .krpc import QueryBody, ResponseBody, encode_error, encode_query, encode_response
 from .routing import RoutingTable
 from .transactions import Pending, Transactions
@@ -85,8 +85,11 @@ class Context:
         notices.append(event)
 
     def joined(self) -> None:
-        """A bootstrap round ended: the first one with nodes in the table emits Ready."""
-        if not self._ready and len(self.routing):
+        """A bootstrap round ended: the first one with nodes in the table emits Ready, one
+        with none a Warning."""
+        if not len(self.routing):
+            self.notify(Warning("bootstrap_failed", "a join round ended with no node known"))
+        elif not self._ready:
             self._ready = True
             self.notify(Ready(len(self.routing)))
 

@@ -43,12 +43,7 @@ from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
 
 from ..core.bep42 import is_local_ip
 from ..core.compact import Addr, NodeInfo
-from ..core.events import (
-    Event,
-    ExternalAddressChanged,
-    RepublishStopped,
-    is_terminal,
-)
+from ..core.events import Event, RepublishStopped, is_terminal
 from ..core.ids import random_id
 from ..core.node import NodeConfig, NodeState
 from ..errors import InvalidArgument, MldhtError, NotRunning
@@ -57,6 +52,7 @@ from . import persist
 from .dht_api import DHTAPI, format_addr
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
 from .operation import Operation, PeerIterator, StartOp, _Waiter
+from .watch import EventBus, WatchAPI
 
 if TYPE_CHECKING:
     from ..core.bep44 import KeyPair
@@ -144,7 +140,7 @@ def _now() -> float:
     return time.time()
 
 
-class DHTNode(DHTAPI, ItemAPI):
+class DHTNode(DHTAPI, ItemAPI, WatchAPI):
     """A mainline DHT node on one UDP socket; use it as an async context manager::
 
         async with DHTNode(bind=("0.0.0.0", 6881), state_dir="~/.mldht") as node:
@@ -226,6 +222,8 @@ class DHTNode(DHTAPI, ItemAPI):
         self._legacy_peers: list[list[Any]] | None = None  # to migrate from state.json
         self._save_lock = anyio.Lock()
         self._retry_join = retry_join
+        self._bus = EventBus()
+        self._notices_lost = 0
         self.receive_errors = 0
         """Datagrams whose handling raised (logged at debug and dropped)."""
         self.send_errors = 0
@@ -269,6 +267,7 @@ class DHTNode(DHTAPI, ItemAPI):
             for waiter in self._waiters.values():
                 waiter.close()
             self._waiters.clear()
+            self._bus.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_SAVE_BOUND):
                 await self._save(final=True)
             self._close_backend()
@@ -434,7 +433,7 @@ class DHTNode(DHTAPI, ItemAPI):
             self._item_backend.apply(writes)
         except Exception as exc:  # sqlite3.Error, OSError: the node goes on in memory
             self.storage_errors += 1
-            log.warning("could not write %d item changes: %s", len(writes), exc)
+            self._warn("storage_error", f"could not write {len(writes)} item changes: {exc}")
 
     def _core(self, call: Callable[[NodeState, float], T]) -> T:
         """``call(state, now)`` on the running core, then dispatch what it produced."""
@@ -447,14 +446,8 @@ class DHTNode(DHTAPI, ItemAPI):
         sender and timer."""
         state = self._state
         self._apply_storage_writes()
+        self._notices_lost = self._bus.drain(state, self._notices_lost)
         while (event := state.next_event()) is not None:
-            if isinstance(event, ExternalAddressChanged):
-                log.info(
-                    "external IP is %s (BEP 42 vote); node id now %s",
-                    event.ip,
-                    event.node_id.hex(),
-                )
-                continue
             if isinstance(event, RepublishStopped):
                 self._republish_stopped(event)
                 continue
@@ -644,7 +637,7 @@ class DHTNode(DHTAPI, ItemAPI):
                     await anyio.lowlevel.checkpoint()
             self._peers_ready = True
         except Exception as exc:
-            log.warning("could not load the saved peers: %s", exc)
+            self._warn("storage_error", f"could not load the saved peers: {exc}")
         finally:
             self._peers_loaded.set()
         log.info("loaded %d saved peers", stored)
@@ -671,7 +664,7 @@ class DHTNode(DHTAPI, ItemAPI):
             try:
                 await self._save_locked(final, peers and self._peers_ready)
             except Exception as exc:
-                log.warning("could not save the node state in %s: %s", self._state_dir, exc)
+                self._warn("storage_error", f"could not save the state in {self._state_dir}: {exc}")
 
     async def _save_locked(self, final: bool, peers: bool) -> None:
         state_dir, state, db = self._state_dir, self._state, self._peer_db

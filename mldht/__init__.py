@@ -7,9 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 from .core.bep44 import KeyPair as KeyPair
 from .core.compact import NodeInfo as NodeInfo
+from .core.events import EventsLost as EventsLost
+from .core.events import ExternalAddressChanged as ExternalAddressChanged
 from .core.events import Item as Item
+from .core.events import ItemStored as ItemStored
+from .core.events import NodeAdded as NodeAdded
+from .core.events import NodeEvent as NodeEvent
+from .core.events import NodeRemoved as NodeRemoved
+from .core.events import PeerAnnounced as PeerAnnounced
+from .core.events import Ready as Ready
 from .core.events import SampleDone as SampleDone
+from .core.events import Warning as Warning
 from .core.node import NodeConfig as NodeConfig
+from .core.tunables import Tunables as Tunables
 from .errors import DecodeError as DecodeError
 from .errors import InvalidArgument as InvalidArgument
 from .errors import KRPCError as KRPCError
@@ -50,20 +60,30 @@ __version__ = "0.1.0"
 __all__ = [
     "DHTNode",
     "DecodeError",
+    "EventsLost",
+    "ExternalAddressChanged",
     "InvalidArgument",
     "Item",
+    "ItemStored",
     "KRPCError",
     "KeyPair",
     "LocalError",
     "MldhtError",
+    "NodeAdded",
     "NodeConfig",
+    "NodeEvent",
     "NodeInfo",
+    "NodeRemoved",
     "NotRunning",
     "NotStored",
+    "PeerAnnounced",
     "PeerIterator",
     "QueryTimeout",
+    "Ready",
     "RemoteError",
     "SampleDone",
     "Testnet",
+    "Tunables",
+    "Warning",
     "run",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import signal
@@ -39,6 +40,7 @@ import anyio
 
 from ._log import setup_logging
 from .argtypes import (
+    bind_address,
     checked,
     parse_hostport,
     peer_address,
@@ -110,6 +112,13 @@ def _status(node: DHTNode) -> dict[str, Any]:
     }
 
 
+def _check_node(args: argparse.Namespace) -> None:
+    if args.metrics is not None and importlib.util.find_spec("prometheus_client") is None:
+        raise UsageError(
+            "argument --metrics: needs prometheus-client (pip install 'mldht[metrics]')"
+        )
+
+
 async def _cmd_node(args: argparse.Namespace) -> int:
     # Signals are caught from before the socket exists: an early Ctrl-C still exits
     # cleanly, through the state save.
@@ -121,6 +130,9 @@ async def _cmd_node(args: argparse.Namespace) -> int:
                 {"event": "listening", "id": node.node_id.hex(), "address": address},
                 f"node {node.node_id.hex()} listening on {address}",
             )
+            if args.metrics is not None:
+                url = f"http://{format_addr(await node.serve_metrics(args.metrics))}/metrics"
+                emit(args, {"event": "metrics", "url": url}, f"metrics at {url}")
 
             async def status_loop() -> None:
                 while True:
@@ -244,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between status lines (default 60)",
     )
+    p.add_argument(
+        "--metrics",
+        type=bind_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs mldht[metrics])",
+    )
+    p.set_defaults(check=_check_node)
 
     oneshot_note = " (runs a short-lived read-only node, BEP 43)"
     p = command("ping", _cmd_ping, "ping a DHT node and print its id" + oneshot_note)
@@ -354,7 +373,7 @@ def _main(argv: list[str]) -> int:
             check(args)
     except UsageError as exc:
         parser.error(str(exc))
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, log_format=getattr(args, "log_format", "text"))
     handler: Handler = args.handler
     try:
         return run(handler, args, backend=getattr(args, "backend", None))

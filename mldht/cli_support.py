@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._log import LOG_FORMATS
 from .argtypes import bind_address, bootstrap_address, positive_seconds
 from .core.bencode import BValue
 from .core.events import PutDone
@@ -194,6 +195,12 @@ def add_common(
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="logs on stderr as text lines or as one JSON object per line (default text)",
     )
     if not network:
         return

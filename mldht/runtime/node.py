@@ -24,6 +24,7 @@ timer; the runtime saves that list.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -31,7 +32,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +47,7 @@ from ..core.compact import Addr, NodeInfo
 from ..core.events import Event, RepublishStopped, is_terminal
 from ..core.ids import random_id
 from ..core.node import NodeConfig, NodeState
+from ..core.tunables import Tunables
 from ..errors import InvalidArgument, MldhtError, NotRunning
 from . import bootstrap as _bootstrap
 from . import persist
@@ -134,6 +136,26 @@ def _address_scope(host: str, public_routers: bool) -> bool | None:
     return is_local_ip(str(ip))
 
 
+def _node_config(
+    config: NodeConfig | None,
+    tunables: Mapping[str, object],
+    host: str,
+    public: bool,
+    read_only: bool,
+) -> NodeConfig:
+    """``config`` (or the defaults) with ``tunables`` applied; ``ipv6`` follows the bind
+    address and ``local_network`` its scope unless given (``TypeError``: unknown name)."""
+    base = config if config is not None else NodeConfig()
+    changes: dict[str, Any] = {
+        "ipv6": base.ipv6 or ":" in host,
+        "read_only": base.read_only or read_only,
+    }
+    if base.local_network is None:
+        changes["local_network"] = _address_scope(host, public)
+    changes.update(tunables)
+    return dataclasses.replace(base, **changes)
+
+
 def _now() -> float:
     """The core's clock: wall-clock seconds, since stored items and peers outlive the
     process (their times are saved and compared after a restart)."""
@@ -167,8 +189,12 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
       core's: 5 s doubling to 5 min; a warning at the first failure, then at growing
       intervals). ``False`` for a short-lived node: one round, then its
       operations find nobody to ask.
-    * ``tunables``: fields of :class:`~mldht.core.node.NodeConfig` (``k``, ``alpha``,
-      ``query_timeout``, ``lookup_timeout``, ...); an unknown name raises ``TypeError``.
+    * ``config``: a :class:`~mldht.core.config.NodeConfig` (every tunable, typed);
+      ``tunables``: any of its fields as keywords (``k=``, ``alpha=``,
+      ``query_timeout=``, ...), applied over ``config``: ``mypy`` checks their names
+      and types (:class:`~mldht.core.tunables.Tunables`); an unknown name raises
+      ``TypeError``. ``ipv6`` follows the bind address and ``local_network`` its scope
+      unless set.
 
     A node holds an anyio task group, so nodes entered in one task must be left in the
     reverse order (or each run in a task of its own).
@@ -184,15 +210,14 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
         keypair: KeyPair | None = None,
         republish_interval: float = REPUBLISH_INTERVAL,
         retry_join: bool = True,
-        **tunables: Any,
+        config: NodeConfig | None = None,
+        **tunables: Unpack[Tunables],
     ) -> None:
         self._init_items(keypair, republish_interval)
         host, port = bind
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise InvalidArgument(f"bind port out of range: {port!r}")
-        tunables.setdefault("ipv6", ":" in host)
-        tunables.setdefault("local_network", _address_scope(host, bootstrap is None))
-        self.config = NodeConfig(read_only=read_only, **tunables)
+        self.config = _node_config(config, tunables, host, bootstrap is None, read_only)
         self._bind: Addr = (host, port)
         self._routers: list[Addr] = list(
             _bootstrap.PUBLIC_ROUTERS if bootstrap is None else bootstrap

@@ -348,7 +348,7 @@ async def test_offline_bootstrap_warns_and_keeps_running(
 
 async def test_unknown_tunable_and_state_dir_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
-        DHTNode(bind=("127.0.0.95", 0), no_such_tunable=1)
+        DHTNode(bind=("127.0.0.95", 0), no_such_tunable=1)  # type: ignore[call-arg]
     with pytest.raises(MldhtError):
         DHTNode(bind=("127.0.0.95", 0)).node_id  # noqa: B018 - not running yet
     (tmp_path / persist.STATE_FILE).write_text("{not json")

@@ -86,9 +86,10 @@ class Context:
 
     def joined(self) -> None:
         """A bootstrap round ended: the first one with nodes in the table emits Ready, one
-        with none a Warning."""
+        with none (and routers to ask) a Warning."""
         if not len(self.routing):
-            self.notify(Warning("bootstrap_failed", "a join round ended with no node known"))
+            if self.routers:  # none: the first node of a private network, nobody to know
+                self.notify(Warning("bootstrap_failed", "no bootstrap node answered"))
         elif not self._ready:
             self._ready = True
             self.notify(Ready(len(self.routing)))

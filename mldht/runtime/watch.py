@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ..core.node import NodeState
 
-__all__ = ["DEFAULT_BUFFER", "EventBus", "WatchAPI"]
+__all__ = ["DEFAULT_BUFFER", "EventBus", "EventStream", "WatchAPI"]
 
 log = logging.getLogger("mldht.node")
 
@@ -103,7 +103,7 @@ class EventBus:
             self.publish(EventsLost(lost - lost_before))
         return lost
 
-    def watch(self, maxsize: int) -> AsyncIterator[NodeEvent]:
+    def watch(self, maxsize: int) -> EventStream:
         """A new watcher, registered now (it gets every event from this call on)."""
         if maxsize < 1:
             raise InvalidArgument(f"maxsize must be at least 1, got {maxsize}")
@@ -112,21 +112,48 @@ class EventBus:
             watcher.close()
         else:
             self._watchers.append(watcher)
-        return self._iterate(watcher)
+        return EventStream(self, watcher)
 
-    async def _iterate(self, watcher: _Watcher) -> AsyncIterator[NodeEvent]:
-        try:
-            while (event := await watcher.next()) is not None:
-                yield event
-        finally:
-            if watcher in self._watchers:
-                self._watchers.remove(watcher)
+    def _forget(self, watcher: _Watcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     def close(self) -> None:
         """The node stopped: every watcher's iteration ends once it read its buffer."""
         self._closed = True
         for watcher in self._watchers:
             watcher.close()
+
+
+class EventStream(AsyncIterator[NodeEvent]):
+    """The events of one watcher (see :meth:`WatchAPI.events`). Iteration ends when the
+    node stops; :meth:`aclose` (or ``async with``, or dropping the stream) lets go."""
+
+    def __init__(self, bus: EventBus, watcher: _Watcher) -> None:
+        self._bus = bus
+        self._watcher = watcher
+
+    async def __anext__(self) -> NodeEvent:
+        event = await self._watcher.next()
+        if event is None:
+            self._bus._forget(self._watcher)
+            raise StopAsyncIteration
+        return event
+
+    async def aclose(self) -> None:
+        """Stop watching: the node forgets this watcher, iteration ends."""
+        self._watcher.close()
+        self._watcher.buffer.clear()
+        self._bus._forget(self._watcher)
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        self._bus._forget(self._watcher)
 
 
 class WatchAPI:
@@ -139,7 +166,7 @@ class WatchAPI:
     def _check_open(self) -> None:
         raise NotImplementedError
 
-    def events(self, maxsize: int = DEFAULT_BUFFER) -> AsyncIterator[NodeEvent]:
+    def events(self, maxsize: int = DEFAULT_BUFFER) -> EventStream:
         """What happens to the node, as it happens::
 
             async for event in node.events():
@@ -148,8 +175,9 @@ class WatchAPI:
         Yields :class:`~mldht.Ready`, :class:`~mldht.NodeAdded`,
         :class:`~mldht.NodeRemoved`, :class:`~mldht.PeerAnnounced`,
         :class:`~mldht.ItemStored`, :class:`~mldht.ExternalAddressChanged` and
-        :class:`~mldht.Warning` from the moment of the call (iterate it, or ``aclose()``
-        it, to let go); it ends when the node stops. Each call is a watcher of its own,
+        :class:`~mldht.Warning` from the moment of the call; it ends when the node stops
+        (``aclose()`` it, or use it as ``async with node.events() as events:``, to stop
+        watching earlier). Each call is a watcher of its own,
         with a buffer of ``maxsize`` events: one that falls behind loses the oldest and
         gets :class:`~mldht.EventsLost` (how many) in their place; the node never waits
         for a watcher.

@@ -133,3 +133,15 @@ def test_an_internal_error_is_a_warning() -> None:
     node.receive_datagram(ping, ("10.0.0.9", 1), 1.0)
     notice = node.next_notice()
     assert isinstance(notice, Warning) and notice.kind == "internal_error"
+
+
+def test_a_join_round_that_found_nobody_is_a_warning() -> None:
+    sim = Simulator(seed=4)
+    seen: list[NodeEvent] = []
+    sim.on_notice = lambda addr, event, now: seen.append(event)
+    dead = sim.add_node(dead=True)
+    lonely = sim.add_node()
+    sim.start(lonely, lambda st, now: st.bootstrap([dead], now, retry=False))
+    sim.run(until=60.0)
+    assert [e.kind for e in seen if isinstance(e, Warning)] == ["bootstrap_failed"]
+    assert not any(isinstance(e, Ready) for e in seen)

@@ -11,6 +11,8 @@ process on 127.0.0.1:
   socket layer allows);
 * ``node_uvloop``, ``node_asyncio``, ``node_trio``: ``mldht.runtime.DHTNode`` on asyncio
   with uvloop, on stock asyncio and on trio, with ``rate_limit=0`` (no per-IP limit);
+* ``node_metrics``: ``node_uvloop`` also serving Prometheus ``/metrics``, scraped every
+  second (the cost of metrics; compare with ``node_uvloop`` in the same run);
 * ``libtorrent``: a DHT-only libtorrent session, alerts off, rate limits lifted
   (``dht_upload_rate_limit`` 50,000,000, ``dht_block_ratelimit`` 1,000,000);
 * ``bittorrent_dht``: webtorrent's bittorrent-dht on Node.js (``bench/bdht_server.js``).
@@ -137,6 +139,34 @@ def serve_node(backend: str) -> None:
         anyio.run(main, backend="trio")
 
 
+def serve_node_metrics() -> None:
+    """node_uvloop serving /metrics, scraped every second by a task in the same process
+    (the cost of metrics: the collector reads the core's counters at each scrape)."""
+    import anyio
+
+    from mldht.runtime.node import DHTNode, run
+
+    async def scrape(address: tuple[str, int]) -> None:
+        while True:
+            await anyio.sleep(1.0)
+            async with await anyio.connect_tcp(*address) as stream:
+                await stream.send(b"GET /metrics HTTP/1.1\r\n\r\n")
+                with contextlib.suppress(anyio.EndOfStream):
+                    while await stream.receive():
+                        pass
+
+    async def main() -> None:
+        async with DHTNode(bind=(HOST, 0), bootstrap=[], rate_limit=0, send_rate=0) as node:
+            address = await node.serve_metrics((HOST, 0))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(scrape, address)
+                _announce_ready(node.address[1])
+                await anyio.to_thread.run_sync(_wait_stdin_closed, abandon_on_cancel=True)
+                tg.cancel_scope.cancel()
+
+    run(main)
+
+
 def serve_core_protocol() -> None:
     """The pure core under a minimal uvloop protocol (no anyio, no tasks): what the core
     allows when the runtime adds nothing but the event loop."""
@@ -214,6 +244,7 @@ SERVERS = {
     "node_uvloop": lambda: serve_node("uvloop"),
     "node_asyncio": lambda: serve_node("asyncio"),
     "node_trio": lambda: serve_node("trio"),
+    "node_metrics": serve_node_metrics,
     "core_protocol": serve_core_protocol,
     "libtorrent": serve_libtorrent,
 }

@@ -24,15 +24,13 @@ timer; the runtime saves that list.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import ipaddress
 import logging
 import math
 import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +40,6 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
 
-from ..core.bep42 import is_local_ip
 from ..core.compact import Addr, NodeInfo
 from ..core.events import Event, RepublishStopped, is_terminal
 from ..core.ids import random_id
@@ -53,6 +50,7 @@ from . import bootstrap as _bootstrap
 from . import persist
 from .dht_api import DHTAPI, format_addr
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
+from .node_config import node_config
 from .operation import Operation, PeerIterator, StartOp, _Waiter
 from .watch import EventBus, WatchAPI
 
@@ -121,41 +119,6 @@ TIMER_SLACK = 0.02
 """Seconds a timer may fire late rather than be re-armed (see DHTNode._after_change)."""
 
 
-def _address_scope(host: str, public_routers: bool) -> bool | None:
-    """``NodeConfig.local_network`` for a node bound to ``host``: True on a loopback or
-    private address (a local network), False on a public one (loopback and private
-    contacts are then bogons), and for the unspecified address (``0.0.0.0``, ``::``)
-    False when the node joins through the public routers, else None (unknown: accepted).
-    """
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:  # a host name: unknown
-        return None
-    if ip.is_unspecified:
-        return False if public_routers else None
-    return is_local_ip(str(ip))
-
-
-def _node_config(
-    config: NodeConfig | None,
-    tunables: Mapping[str, object],
-    host: str,
-    public: bool,
-    read_only: bool,
-) -> NodeConfig:
-    """``config`` (or the defaults) with ``tunables`` applied; ``ipv6`` follows the bind
-    address and ``local_network`` its scope unless given (``TypeError``: unknown name)."""
-    base = config if config is not None else NodeConfig()
-    changes: dict[str, Any] = {
-        "ipv6": base.ipv6 or ":" in host,
-        "read_only": base.read_only or read_only,
-    }
-    if base.local_network is None:
-        changes["local_network"] = _address_scope(host, public)
-    changes.update(tunables)
-    return dataclasses.replace(base, **changes)
-
-
 def _now() -> float:
     """The core's clock: wall-clock seconds, since stored items and peers outlive the
     process (their times are saved and compared after a restart)."""
@@ -217,7 +180,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
         host, port = bind
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise InvalidArgument(f"bind port out of range: {port!r}")
-        self.config = _node_config(config, tunables, host, bootstrap is None, read_only)
+        self.config = node_config(config, tunables, host, bootstrap is None, read_only)
         self._bind: Addr = (host, port)
         self._routers: list[Addr] = list(
             _bootstrap.PUBLIC_ROUTERS if bootstrap is None else bootstrap

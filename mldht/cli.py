@@ -56,6 +56,7 @@ from .cli_support import (
     UsageError,
     add_common,
     emit,
+    event_doc,
     fail,
     node_kwargs,
     oneshot_tunables,
@@ -145,8 +146,14 @@ async def _cmd_node(args: argparse.Namespace) -> int:
                         f"queries_out={st['queries_out']} peers={st['stored_peers']}",
                     )
 
+            async def event_loop() -> None:
+                async for event in node.events():
+                    emit(args, *event_doc(event))
+
             async with anyio.create_task_group() as tg:
                 tg.start_soon(status_loop)
+                if args.events:
+                    tg.start_soon(event_loop)
                 async for signum in signals:
                     logging.getLogger("mldht.cli").info("%s: stopping", signal.Signals(signum).name)
                     break
@@ -261,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=bind_address,
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (needs mldht[metrics])",
+    )
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="print the node's events as they happen (nodes joining and leaving the "
+        "table, announces and puts received, warnings)",
     )
     p.set_defaults(check=_check_node)
 

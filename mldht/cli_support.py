@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,11 +19,12 @@ from typing import Any, NoReturn
 from ._log import LOG_FORMATS
 from .argtypes import bind_address, bootstrap_address, positive_seconds
 from .core.bencode import BValue
-from .core.events import PutDone
+from .core.compact import NodeInfo
+from .core.events import NodeEvent, PutDone
 from .errors import InvalidArgument, KRPCError, NotStored
 from .runtime import persist
 from .runtime.item_api import check_stored
-from .runtime.node import DHTNode
+from .runtime.node import DHTNode, format_addr
 
 __all__ = [
     "JSON_ERRORS",
@@ -31,6 +34,7 @@ __all__ = [
     "UsageError",
     "add_common",
     "emit",
+    "event_doc",
     "fail",
     "json_value",
     "node_kwargs",
@@ -51,6 +55,33 @@ Handler = Callable[[argparse.Namespace], Awaitable[int]]
 def out(line: str) -> None:
     with contextlib.suppress(BrokenPipeError):  # `mldht get-peers ... | head -1`
         print(line, flush=True)
+
+
+def _plain(value: object) -> object:
+    """An event field as JSON: bytes as hex, a node as its id and address, an address
+    as ``HOST:PORT``."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, NodeInfo):
+        return {"id": value.id.hex(), "address": format_addr(value.addr)}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        return format_addr((str(value[0]), value[1]))
+    return value
+
+
+def event_doc(event: NodeEvent) -> tuple[dict[str, Any], str]:
+    """A node event as a JSON object (``{"event": "peer_announced", ...}``) and as a line
+    of text (``peer_announced info_hash=... peer=HOST:PORT ...``)."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+    doc: dict[str, Any] = {"event": name}
+    for field in dataclasses.fields(event):
+        doc[field.name] = _plain(getattr(event, field.name))
+    words = [name] + [
+        f"{key}={json.dumps(value) if isinstance(value, dict) else value}"
+        for key, value in doc.items()
+        if key != "event"
+    ]
+    return doc, " ".join(words)
 
 
 def emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:

@@ -132,3 +132,19 @@ def test_readme_lists_every_tunable_as_generated() -> None:
     names = {row[0] for row in tunables_table.rows()}
     assert names == {f.name for f in dataclasses.fields(NodeConfig)}
     assert all(meaning for _, _, meaning in tunables_table.rows())
+
+
+def test_mldht_node_events_prints_announces_and_joins() -> None:
+    args = ("--bind", "127.0.0.46:0", "--bootstrap", "none", "--events")
+    with running_node(*args) as (node, _, address):
+        infohash = "cd" * 20
+        announced = mldht("announce", infohash, "--port", "5555", "--bootstrap", address)
+        assert announced.returncode == 0, announced.stderr
+        event = node.event("peer_announced")
+        assert event["info_hash"] == infohash and event["peer"].endswith(":5555")
+        joiner = ("--bind", "127.0.0.47:0", "--bootstrap", address, "--json")
+        with running_node(*joiner) as (other, other_id, other_address):
+            added = node.event("node_added")
+            assert added["node"] == {"id": other_id, "address": other_address}
+            other.stop()
+        node.stop()

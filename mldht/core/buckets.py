@@ -79,6 +79,7 @@ class Bucket:
     """One k-bucket: its live entries, its replacement cache and its refresh clock."""
 
     __slots__ = (
+        "_bad",
         "_invalid",
         "_sorted",
         "cache",
@@ -99,6 +100,7 @@ class Bucket:
         self.version = 0  # bumped whenever ``live`` changes
         self._sorted: tuple[int, list[int], list[RoutingEntry]] | None = None
         self._invalid: tuple[int, int] = (-1, 0)
+        self._bad: tuple[int, int] = (-1, 0)
 
     def invalid_count(self) -> int:
         """Live entries whose ``preferred`` is False, recounted only after a change (an
@@ -107,6 +109,15 @@ class Bucket:
         if version != self.version:
             count = sum(1 for e in self.live if not e.preferred)
             self._invalid = (self.version, count)
+        return count
+
+    def bad_count(self, max_fails: int) -> int:
+        """Live entries with ``max_fails`` failures or more, recounted only after a change
+        (the table bumps ``version`` when a live entry becomes bad or recovers)."""
+        version, count = self._bad
+        if version != self.version:
+            count = sum(1 for e in self.live if e.fails >= max_fails)
+            self._bad = (self.version, count)
         return count
 
     def by_id(self) -> tuple[list[int], list[RoutingEntry]]:

@@ -320,6 +320,8 @@ class RoutingTable(TableRules):
         entry.fails += 1
         entry.ping_pending = False
         bucket = self._buckets[self._index_of(entry.id_int)]
+        if entry.in_table and entry.fails == self._max_fails:
+            bucket.version += 1  # its bad count changed
         if not entry.in_table:
             if entry.fails >= self._max_fails:
                 bucket.cache.remove(entry)
@@ -519,6 +521,7 @@ class RoutingTable(TableRules):
         self, entry: RoutingEntry, now: float, rtt: float | None, version: bytes | None
     ) -> None:
         was_pending = entry.ping_pending
+        was_bad = entry.fails >= self._max_fails
         entry.last_response = now
         entry.fails = 0
         entry.ping_pending = False
@@ -528,6 +531,8 @@ class RoutingTable(TableRules):
             entry.version = version
         bucket = self._buckets[self._index_of(entry.id_int)]
         if entry.in_table:
+            if was_bad:
+                bucket.version += 1  # its bad count changed
             bucket.last_changed = now  # BEP 5: a node in the bucket answered
             if was_pending and bucket.cache:
                 # BEP 5: it answered, so move on to the next questionable node

@@ -110,8 +110,7 @@ class TableRules:
             return True
         if preferred and bucket.invalid_count():
             return True
-        max_fails = self._max_fails
-        return any(e.fails >= max_fails for e in live)
+        return bucket.bad_count(self._max_fails) > 0
 
     def _may_ping(self, node: NodeInfo, now: float) -> bool:
         """Record a ping request for this address unless one was made too recently."""

@@ -251,6 +251,8 @@ class RoutingTable:
         self._one_per_ip = one_per_ip
         self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
+        self.changes = 0
+        """Bumped whenever the set of live entries changes (callers' caches key on it)."""
         # buckets that may need a questionable node pinged (an ordered set)
         self._dirty: dict[_Bucket, None] = {}
         self._recent_pings: OrderedDict[Addr, float] = OrderedDict()
@@ -264,6 +266,11 @@ class RoutingTable:
     @property
     def k(self) -> int:
         return self._k
+
+    @property
+    def max_fails(self) -> int:
+        """Unanswered queries that make an entry bad (``closest`` skips bad entries)."""
+        return self._max_fails
 
     @property
     def bucket_count(self) -> int:
@@ -795,6 +802,7 @@ class RoutingTable:
             entry = bucket.cache.pop(best)
             bucket.live.append(entry)
             bucket.version += 1
+            self.changes += 1
             entry.in_table = True
             self._live_count += 1
             if now is not None:
@@ -803,6 +811,7 @@ class RoutingTable:
     def _link_live(self, bucket: _Bucket, entry: RoutingEntry, now: float) -> None:
         bucket.live.append(entry)
         bucket.version += 1
+        self.changes += 1
         entry.in_table = True
         self._live_count += 1
         bucket.last_changed = now  # BEP 5: a node was added
@@ -810,6 +819,7 @@ class RoutingTable:
     def _unlink_live(self, bucket: _Bucket, entry: RoutingEntry) -> None:
         bucket.live.remove(entry)
         bucket.version += 1
+        self.changes += 1
         entry.in_table = False
         entry.ping_pending = False
         self._live_count -= 1
@@ -849,6 +859,7 @@ class RoutingTable:
         old.cache = [e for e in old.cache if not deeper(e)]
         for bucket in (old, new):
             bucket.version += 1
+            self.changes += 1
             if len(bucket.live) > bucket.limit:
                 # possible only with far_bucket_sizes that grow with depth: the nodes
                 # answered longest ago wait in the cache

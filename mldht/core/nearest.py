@@ -1,0 +1,107 @@
+"""The k closest good nodes to a target, ready to send: the hot part of find_node,
+get_peers, get and sample_infohashes answers.
+
+:meth:`RoutingTable.closest` walks the buckets and returns :class:`NodeInfo` objects that
+a reply must then encode (together 15 us a query, half of a find_node's cost in the
+core). :class:`Nearest` keeps one snapshot of the table's live entries sorted by id with
+each one's compact encoding (26 or 38 bytes), rebuilt only when the set of live entries
+changes (:attr:`RoutingTable.changes`; a few hundred entries take well under a
+millisecond). A target's closest nodes by XOR distance then lie in the smallest id-aligned
+block around it that holds ``n`` entries (every entry outside a block of 2^s ids around
+the target is at least 2^s away, every entry inside less): three bisections, two bit
+lengths, one small sort, and a join of prepared bytes.
+
+Entries that went bad since the snapshot (``fails``, which does not change the set) are
+skipped when the block is read, as :meth:`RoutingTable.closest` does.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from .compact import NodeInfo, encode_peer
+from .routing import RoutingEntry, RoutingTable
+
+__all__ = ["Nearest"]
+
+_NO_RUN = 161
+"""A level above any id's (160 bits): no run of n entries straddles this gap."""
+
+
+class Nearest:
+    """Closest-node answers from a sorted snapshot of one routing table (see module)."""
+
+    __slots__ = ("_by_int", "_gap_level", "_ids", "_key")
+
+    def __init__(self) -> None:
+        self._key: tuple[RoutingTable, int, int] | None = None
+        self._ids: list[int] = []
+        self._by_int: dict[int, tuple[RoutingEntry, bytes]] = {}
+        self._gap_level: list[int] = []
+
+    def _snapshot(self, routing: RoutingTable, n: int) -> None:
+        entries = [e for e in map(routing.get, (n.id for n in routing)) if e is not None]
+        self._by_int = {e.id_int: (e, e.node.id + encode_peer(e.node.addr)) for e in entries}
+        self._ids = ids = sorted(self._by_int)
+        # A run of n entries ids[q : q + n] fits in an aligned block of 2^level ids,
+        # level = the bit length of ids[q] ^ ids[q + n - 1]. For a target between
+        # ids[p - 1] and ids[p], the runs that straddle it are q = p - n + 1 .. p - 1:
+        # the smallest of their levels is kept per gap p.
+        runs = [(ids[q] ^ ids[q + n - 1]).bit_length() for q in range(len(ids) - n + 1)]
+        self._gap_level = [
+            min(runs[max(0, p - n + 1) : p], default=_NO_RUN) for p in range(len(ids) + 1)
+        ]
+        self._key = (routing, routing.changes, n)
+
+    def _closest(
+        self, routing: RoutingTable, target: bytes, n: int
+    ) -> list[tuple[RoutingEntry, bytes]]:
+        """The ``n`` closest good entries with their compact forms, closest first."""
+        key = self._key
+        if key is None or key[0] is not routing or key[1] != routing.changes or key[2] != n:
+            self._snapshot(routing, n)
+        ids = self._ids
+        t = int.from_bytes(target, "big")
+        size = len(ids)
+        if size <= n:
+            block = ids
+        else:
+            # The smallest aligned block around t holding n entries: the best of the
+            # runs that straddle t (prepared), the run just right of t and the run just
+            # left of it (in a sorted list, the highest bit in which a and c differ is
+            # the higher of a, b's and b, c's for any a < b < c).
+            p = bisect_left(ids, t)
+            s = self._gap_level[p]
+            if p + n <= size:
+                s = min(s, (ids[p + n - 1] ^ t).bit_length())
+            if p >= n:
+                s = min(s, (ids[p - n] ^ t).bit_length())
+            base = (t >> s) << s
+            i = bisect_left(ids, base)
+            block = ids[i : bisect_left(ids, base + (1 << s), i)]
+        out = self._good(t, block, n, routing.max_fails)
+        if len(out) < n and len(block) < size:
+            out = self._good(t, ids, n, routing.max_fails)  # bad entries in the block
+        return out
+
+    def _good(
+        self, t: int, block: list[int], n: int, max_fails: int
+    ) -> list[tuple[RoutingEntry, bytes]]:
+        by_int = self._by_int
+        out: list[tuple[RoutingEntry, bytes]] = []
+        for x in sorted(block, key=t.__xor__):
+            item = by_int[x]
+            if item[0].fails < max_fails:
+                out.append(item)
+                if len(out) >= n:
+                    break
+        return out
+
+    def compact(self, routing: RoutingTable, target: bytes, n: int) -> bytes:
+        """The compact node string (BEP 5 ``nodes`` / BEP 32 ``nodes6``) of the ``n``
+        closest good nodes of ``routing`` to ``target``, closest first."""
+        return b"".join([c for _, c in self._closest(routing, target, n)])
+
+    def nodes(self, routing: RoutingTable, target: bytes, n: int) -> tuple[NodeInfo, ...]:
+        """The same nodes as :class:`NodeInfo` objects."""
+        return tuple(e.node for e, _ in self._closest(routing, target, n))

@@ -280,9 +280,9 @@ def frame_response(t: bytes, r_items: bytes, version: bytes | None, ip: Addr | N
     """A reply whose ``r`` dict is given as its bencoded items (keys sorted, without the
     enclosing ``d`` and ``e``): the envelope keys ``ip`` (BEP 42: the requester's address
     as we saw it), ``r``, ``t``, ``v``, ``y`` in their canonical order around it."""
-    head = b"d1:rd" if ip is None else b"d2:ip" + bstr(encode_peer(ip)) + b"1:rd"
-    tail = b"1:y1:re" if version is None else b"1:v" + bstr(version) + b"1:y1:re"
-    return b"".join((head, r_items, b"e1:t", b"%d:" % len(t), t, tail))
+    head = b"d1:rd" if ip is None else b"d2:ip%d:%s1:rd" % (len(packed := encode_peer(ip)), packed)
+    tail = b"1:y1:re" if version is None else b"1:v%d:%s1:y1:re" % (len(version), version)
+    return b"".join((head, r_items, b"e1:t%d:" % len(t), t, tail))
 
 
 def bstr(s: bytes) -> bytes:
@@ -425,7 +425,8 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
         raise MalformedMessage("missing 'a' key", t=t, is_query=True)
     fast = _common_query(q, a)
     if fast is not None:
-        return Query(t, fast, _opt_version(d), read_only)
+        v = d.get(b"v")
+        return Query(t, fast, v if type(v) is bytes else None, read_only)
     args = _Args(a, t)
     sid = args.id20(b"id")
     body: QueryBody

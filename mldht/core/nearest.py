@@ -11,8 +11,9 @@ block around it that holds ``n`` entries (every entry outside a block of 2^s ids
 the target is at least 2^s away, every entry inside less): three bisections, two bit
 lengths, one small sort, and a join of prepared bytes.
 
-Entries that went bad since the snapshot (``fails``, which does not change the set) are
-skipped when the block is read, as :meth:`RoutingTable.closest` does.
+Bad entries (``max_fails`` queries unanswered) are left out of the snapshot, as
+:meth:`RoutingTable.closest` leaves them out; an entry going bad or good again moves
+:attr:`RoutingTable.changes` too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from .compact import NodeInfo, encode_peer
-from .routing import RoutingEntry, RoutingTable
+from .routing import RoutingTable
 
 __all__ = ["Nearest"]
 
@@ -31,18 +32,22 @@ _NO_RUN = 161
 class Nearest:
     """Closest-node answers from a sorted snapshot of one routing table (see module)."""
 
-    __slots__ = ("_by_int", "_gap_level", "_ids", "_key")
+    __slots__ = ("_compact", "_gap_level", "_ids", "_key", "_nodes")
 
     def __init__(self) -> None:
         self._key: tuple[RoutingTable, int, int] | None = None
         self._ids: list[int] = []
-        self._by_int: dict[int, tuple[RoutingEntry, bytes]] = {}
+        self._compact: dict[int, bytes] = {}
+        self._nodes: dict[int, NodeInfo] = {}
         self._gap_level: list[int] = []
 
     def _snapshot(self, routing: RoutingTable, n: int) -> None:
+        max_fails = routing.max_fails
         entries = [e for e in map(routing.get, (n.id for n in routing)) if e is not None]
-        self._by_int = {e.id_int: (e, e.node.id + encode_peer(e.node.addr)) for e in entries}
-        self._ids = ids = sorted(self._by_int)
+        good = [e.node for e in entries if e.fails < max_fails]
+        self._nodes = {int.from_bytes(n.id, "big"): n for n in good}
+        self._compact = {k: n.id + encode_peer(n.addr) for k, n in self._nodes.items()}
+        self._ids = ids = sorted(self._nodes)
         # A run of n entries ids[q : q + n] fits in an aligned block of 2^level ids,
         # level = the bit length of ids[q] ^ ids[q + n - 1]. For a target between
         # ids[p - 1] and ids[p], the runs that straddle it are q = p - n + 1 .. p - 1:
@@ -53,19 +58,15 @@ class Nearest:
         ]
         self._key = (routing, routing.changes, n)
 
-    def _closest(
-        self, routing: RoutingTable, target: bytes, n: int
-    ) -> list[tuple[RoutingEntry, bytes]]:
-        """The ``n`` closest good entries with their compact forms, closest first."""
+    def _closest(self, routing: RoutingTable, target: bytes, n: int) -> list[int]:
+        """The keys (ids as integers) of the ``n`` closest good entries, closest first."""
         key = self._key
         if key is None or key[0] is not routing or key[1] != routing.changes or key[2] != n:
             self._snapshot(routing, n)
         ids = self._ids
         t = int.from_bytes(target, "big")
         size = len(ids)
-        if size <= n:
-            block = ids
-        else:
+        if size > n:
             # The smallest aligned block around t holding n entries: the best of the
             # runs that straddle t (prepared), the run just right of t and the run just
             # left of it (in a sorted list, the highest bit in which a and c differ is
@@ -78,30 +79,16 @@ class Nearest:
                 s = min(s, (ids[p - n] ^ t).bit_length())
             base = (t >> s) << s
             i = bisect_left(ids, base)
-            block = ids[i : bisect_left(ids, base + (1 << s), i)]
-        out = self._good(t, block, n, routing.max_fails)
-        if len(out) < n and len(block) < size:
-            out = self._good(t, ids, n, routing.max_fails)  # bad entries in the block
-        return out
-
-    def _good(
-        self, t: int, block: list[int], n: int, max_fails: int
-    ) -> list[tuple[RoutingEntry, bytes]]:
-        by_int = self._by_int
-        out: list[tuple[RoutingEntry, bytes]] = []
-        for x in sorted(block, key=t.__xor__):
-            item = by_int[x]
-            if item[0].fails < max_fails:
-                out.append(item)
-                if len(out) >= n:
-                    break
-        return out
+            ids = ids[i : bisect_left(ids, base + (1 << s), i)]
+        return sorted(ids, key=t.__xor__)[:n]
 
     def compact(self, routing: RoutingTable, target: bytes, n: int) -> bytes:
         """The compact node string (BEP 5 ``nodes`` / BEP 32 ``nodes6``) of the ``n``
         closest good nodes of ``routing`` to ``target``, closest first."""
-        return b"".join([c for _, c in self._closest(routing, target, n)])
+        order = self._closest(routing, target, n)
+        return b"".join(map(self._compact.__getitem__, order))
 
     def nodes(self, routing: RoutingTable, target: bytes, n: int) -> tuple[NodeInfo, ...]:
         """The same nodes as :class:`NodeInfo` objects."""
-        return tuple(e.node for e, _ in self._closest(routing, target, n))
+        order = self._closest(routing, target, n)
+        return tuple(map(self._nodes.__getitem__, order))

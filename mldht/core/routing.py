@@ -252,7 +252,8 @@ class RoutingTable:
         self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
         self.changes = 0
-        """Bumped whenever the set of live entries changes (callers' caches key on it)."""
+        """Bumped whenever the set of live entries, or of the bad ones among them, changes
+        (what :meth:`closest` can return: callers' caches key on it)."""
         # buckets that may need a questionable node pinged (an ordered set)
         self._dirty: dict[_Bucket, None] = {}
         self._recent_pings: OrderedDict[Addr, float] = OrderedDict()
@@ -423,6 +424,8 @@ class RoutingTable:
         if entry is None or entry.node.addr != node.addr:
             return
         entry.fails += 1
+        if entry.fails == self._max_fails:
+            self.changes += 1  # bad now: out of closest()
         entry.ping_pending = False
         bucket = self._buckets[self._index_of(entry.id_int)]
         if not entry.in_table:
@@ -722,6 +725,8 @@ class RoutingTable:
     ) -> None:
         was_pending = entry.ping_pending
         entry.last_response = now
+        if entry.fails >= self._max_fails:
+            self.changes += 1  # good again
         entry.fails = 0
         entry.ping_pending = False
         if rtt is not None:

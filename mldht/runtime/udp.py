@@ -1,13 +1,14 @@
 """The node's UDP socket and the loops that serve it (a mixin of
 :class:`~mldht.runtime.node.DHTNode`).
 
-The socket is a plain non-blocking socket that only this module reads: the receive loop
-waits until it is readable (:func:`anyio.wait_readable`), then reads and hands to the
-core up to :data:`RECEIVE_BATCH` datagrams, and sends the answers right away, in the same
-wake-up. An anyio UDP socket (the previous design) has the event loop read every datagram
-into a queue of 100 that silently drops the oldest when the node is busy, and costs an
-await, a checkpoint and a task switch to the sender per batch: under a flood, honest
-datagrams were lost in that queue, not in the kernel's 4 MiB buffer.
+The socket is a plain non-blocking socket that only this module reads: whenever it is
+readable (an asyncio reader callback; on trio, a task in :func:`anyio.wait_readable`),
+up to :data:`RECEIVE_BATCH` datagrams are read and handed to the core, and the answers
+sent right away, in the same wake-up. An anyio UDP socket (the previous design) has the
+event loop read every datagram into a queue of 100 that silently drops the oldest when
+the node is busy, and costs an await, a checkpoint and a task switch to the sender per
+batch: under a flood, honest datagrams were lost in that queue, not in the kernel's
+4 MiB buffer.
 
 Sends go straight to the socket after every call into the core
 (:meth:`UDPLoops._flush`); only when the kernel's send buffer is full do the datagrams
@@ -16,6 +17,7 @@ wait, in order, for the sender task, which waits until the socket is writable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -155,43 +157,64 @@ class UDPLoops:
             self._overflow()
 
     async def _receive_loop(self) -> None:
-        raw = self._raw
-        state = self._state
-        receive = state.receive_datagram
-        recvfrom = raw.recvfrom
-        clock = time.time  # the core's clock (DHTNode: wall-clock seconds)
+        """Serve the socket until cancelled. On asyncio the event loop calls one batch
+        per readiness of the socket (:meth:`_receive_batch` as a reader callback, as a
+        datagram protocol would be: no task switch, no future per wake-up); elsewhere
+        (trio) a task waits for readability and runs the same batch."""
         failures = 0
-        while True:
-            await anyio.wait_readable(raw)
-            # One clock reading per batch (a batch takes well under a millisecond). The
-            # loop is lean: under a flood most datagrams are dropped by the core's
-            # admission in about a microsecond, and the kernel drops what we do not read.
-            now = clock()
-            trace = self.on_datagram
-            for _ in range(RECEIVE_BATCH):
-                try:
-                    data, addr = recvfrom(RECEIVE_BUFFER)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    # e.g. an ICMP error surfaced on the socket: not fatal for a UDP
-                    # server, but do not spin if the socket really is broken.
-                    failures += 1
-                    log.debug("receive failed: %r", exc)
-                    await anyio.sleep(min(0.001 * failures, 1.0))
-                    break
-                failures = 0
-                # IPv6 addresses come as (host, port, flowinfo, scope_id)
-                source = addr if len(addr) == 2 else (addr[0], addr[1])
-                try:
-                    if trace is not None:
-                        trace(data, source, now)
-                    receive(data, source, now)
-                except Exception:  # a datagram must never take the node down
-                    self.receive_errors += 1
-                    log.debug("error handling a datagram from %r", addr, exc_info=True)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            loop = None
+        if loop is not None:
+            fd = self._raw.fileno()
+            loop.add_reader(fd, self._receive_batch)
             try:
-                self._after_change()
-            except Exception:
+                await anyio.sleep_forever()
+            finally:
+                loop.remove_reader(fd)
+        while True:
+            await anyio.wait_readable(self._raw)
+            if self._receive_batch():
+                failures = 0
+            else:
+                # e.g. an ICMP error surfaced on the socket: not fatal for a UDP
+                # server, but do not spin if the socket really is broken.
+                failures += 1
+                await anyio.sleep(min(0.001 * failures, 1.0))
+
+    def _receive_batch(self) -> bool:
+        """Read and handle up to :data:`RECEIVE_BATCH` queued datagrams, then send what
+        the core queued; False when the socket reported an error."""
+        recvfrom = self._raw.recvfrom
+        receive = self._state.receive_datagram
+        # One clock reading per batch (a batch takes well under a millisecond). The
+        # loop is lean: under a flood most datagrams are dropped by the core's admission
+        # in about a microsecond, and the kernel drops what we do not read.
+        now = time.time()  # the core's clock (DHTNode: wall-clock seconds)
+        trace = self.on_datagram
+        ok = True
+        for _ in range(RECEIVE_BATCH):
+            try:
+                data, addr = recvfrom(RECEIVE_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("receive failed: %r", exc)
+                ok = False
+                break
+            # IPv6 addresses come as (host, port, flowinfo, scope_id)
+            source = addr if len(addr) == 2 else (addr[0], addr[1])
+            try:
+                if trace is not None:
+                    trace(data, source, now)
+                receive(data, source, now)
+            except Exception:  # a datagram must never take the node down
                 self.receive_errors += 1
-                log.debug("error dispatching events", exc_info=True)
+                log.debug("error handling a datagram from %r", addr, exc_info=True)
+        try:
+            self._after_change()
+        except Exception:
+            self.receive_errors += 1
+            log.debug("error dispatching events", exc_info=True)
+        return ok

@@ -5,8 +5,10 @@ get_peers, get and sample_infohashes answers.
 a reply must then encode (together 15 us a query, half of a find_node's cost in the
 core). :class:`Nearest` keeps one snapshot of the table's live entries sorted by id with
 each one's compact encoding (26 or 38 bytes), rebuilt only when the set of live entries
-changes (:attr:`RoutingTable.changes`; a few hundred entries take well under a
-millisecond). A target's closest nodes by XOR distance then lie in the smallest id-aligned
+changes (:attr:`RoutingTable.changes`) and then has stayed unchanged for
+:data:`REBUILD_AFTER` questions: a rebuild of 250 entries costs about as much as 50
+direct questions, so a table in flux (a node joining, a swarm bootstrapping) is asked
+directly. A target's closest nodes by XOR distance then lie in the smallest id-aligned
 block around it that holds ``n`` entries (every entry outside a block of 2^s ids around
 the target is at least 2^s away, every entry inside less): three bisections, two bit
 lengths, one small sort, and a join of prepared bytes.
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from .compact import NodeInfo, encode_peer
+from .compact import NodeInfo, encode_nodes, encode_peer
 from .routing import RoutingTable
 
 __all__ = ["Nearest"]
 
+REBUILD_AFTER = 128
+"""Questions a changed table must go unchanged for before the snapshot is rebuilt."""
 _NO_RUN = 161
 """A level above any id's (160 bits): no run of n entries straddles this gap."""
 
@@ -32,10 +36,12 @@ _NO_RUN = 161
 class Nearest:
     """Closest-node answers from a sorted snapshot of one routing table (see module)."""
 
-    __slots__ = ("_compact", "_gap_level", "_ids", "_key", "_nodes")
+    __slots__ = ("_compact", "_gap_level", "_ids", "_key", "_nodes", "_seen", "_waited")
 
     def __init__(self) -> None:
         self._key: tuple[RoutingTable, int, int] | None = None
+        self._seen: tuple[RoutingTable, int, int] | None = None
+        self._waited = 0
         self._ids: list[int] = []
         self._compact: dict[int, bytes] = {}
         self._nodes: dict[int, NodeInfo] = {}
@@ -58,11 +64,25 @@ class Nearest:
         ]
         self._key = (routing, routing.changes, n)
 
+    def _current(self, routing: RoutingTable, n: int) -> bool:
+        """Whether the snapshot answers for ``routing`` as it is now; rebuilt once the
+        table has been left unchanged for :data:`REBUILD_AFTER` questions (a table that
+        changes often is asked directly: a rebuild costs about 50 direct questions)."""
+        key = (routing, routing.changes, n)
+        if self._key == key:
+            return True
+        if self._seen != key:
+            self._seen = key
+            self._waited = 0
+        self._waited += 1
+        if self._waited < REBUILD_AFTER:
+            return False
+        self._snapshot(routing, n)
+        return True
+
     def _closest(self, routing: RoutingTable, target: bytes, n: int) -> list[int]:
-        """The keys (ids as integers) of the ``n`` closest good entries, closest first."""
-        key = self._key
-        if key is None or key[0] is not routing or key[1] != routing.changes or key[2] != n:
-            self._snapshot(routing, n)
+        """The keys (ids as integers) of the ``n`` closest good entries, closest first
+        (the snapshot is current)."""
         ids = self._ids
         t = int.from_bytes(target, "big")
         size = len(ids)
@@ -85,10 +105,14 @@ class Nearest:
     def compact(self, routing: RoutingTable, target: bytes, n: int) -> bytes:
         """The compact node string (BEP 5 ``nodes`` / BEP 32 ``nodes6``) of the ``n``
         closest good nodes of ``routing`` to ``target``, closest first."""
+        if not self._current(routing, n):
+            return encode_nodes(routing.closest(target, n))
         order = self._closest(routing, target, n)
         return b"".join(map(self._compact.__getitem__, order))
 
     def nodes(self, routing: RoutingTable, target: bytes, n: int) -> tuple[NodeInfo, ...]:
         """The same nodes as :class:`NodeInfo` objects."""
+        if not self._current(routing, n):
+            return tuple(routing.closest(target, n))
         order = self._closest(routing, target, n)
         return tuple(map(self._nodes.__getitem__, order))

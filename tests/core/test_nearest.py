@@ -6,9 +6,17 @@ import random
 
 import pytest
 
+from mldht.core import nearest as nearest_module
 from mldht.core.compact import NodeInfo, encode_nodes
 from mldht.core.nearest import Nearest
 from mldht.core.routing import RoutingTable
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer from the snapshot from the first question on (the comparisons below are
+    of the snapshot's answers, not of RoutingTable.closest with itself)."""
+    monkeypatch.setattr(nearest_module, "REBUILD_AFTER", 1)
 
 
 def _table(seed: int, size: int, *, near_own: int = 0) -> tuple[RoutingTable, list[NodeInfo]]:
@@ -78,3 +86,27 @@ def test_follows_changes_of_the_table_and_a_new_table() -> None:
     assert nearest.nodes(table, target, 8)[0] == nodes[0]
     other, _ = _table(6, 10)
     assert list(nearest.nodes(other, target, 8)) == other.closest(target, 8)
+
+
+def test_a_table_in_flux_is_asked_directly_until_it_settles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nearest_module, "REBUILD_AFTER", 5)
+    table, nodes = _table(8, 50)
+    nearest = Nearest()
+    built: list[int] = []
+    snapshot = Nearest._snapshot
+
+    def counting(self: Nearest, routing: RoutingTable, n: int) -> None:
+        built.append(routing.changes)
+        snapshot(self, routing, n)
+
+    monkeypatch.setattr(Nearest, "_snapshot", counting)
+    target = nodes[3].id
+    for i in range(12):  # the table changes before every question: never rebuilt
+        table.node_responded(NodeInfo(bytes([i]) * 20, (f"127.1.0.{i + 1}", 1)), 5.0)
+        assert list(nearest.nodes(table, target, 8)) == table.closest(target, 8)
+    assert built == []
+    for _ in range(8):  # unchanged: rebuilt once, at the fifth question
+        assert list(nearest.nodes(table, target, 8)) == table.closest(target, 8)
+    assert built == [table.changes]

@@ -61,7 +61,7 @@ def test_persistent_offender_is_banned_then_forgiven() -> None:
 
 
 def test_ipv6_budget_is_per_64_for_public_addresses() -> None:
-    def key(ip: str, port: int = 1) -> str:
+    def key(ip: str, port: int = 1) -> object:
         return source_key((ip, port))
 
     assert key("2001:db8:1:2::5") == key("2001:db8:1:2:ffff::9")

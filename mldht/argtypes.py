@@ -24,6 +24,7 @@ __all__ = [
     "bootstrap_address",
     "checked",
     "count",
+    "non_negative_number",
     "non_negative_seconds",
     "parse_hostport",
     "peer_address",
@@ -126,6 +127,11 @@ def _number(text: str, what: str, *, zero: bool = False) -> float:
 def positive_number(text: str) -> float:
     """A finite number > 0 (a rate, say)."""
     return _number(text, "a positive number")
+
+
+def non_negative_number(text: str) -> float:
+    """A finite number >= 0 (a rate where 0 turns a limit off, say)."""
+    return _number(text, "a number >= 0", zero=True)
 
 
 def positive_seconds(text: str) -> float:

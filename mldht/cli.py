@@ -42,6 +42,7 @@ from ._log import setup_logging
 from .argtypes import (
     bind_address,
     checked,
+    non_negative_number,
     parse_hostport,
     peer_address,
     positive_seconds,
@@ -65,6 +66,7 @@ from .cli_support import (
     unheard_hint,
 )
 from .core.bep44 import parse_btpk_magnet
+from .core.config import NodeConfig
 from .core.ids import parse_infohash
 from .errors import InvalidArgument, KRPCError, MldhtError, QueryTimeout
 from .runtime import persist
@@ -124,7 +126,8 @@ async def _cmd_node(args: argparse.Namespace) -> int:
     # Signals are caught from before the socket exists: an early Ctrl-C still exits
     # cleanly, through the state save.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with DHTNode(**node_kwargs(args, read_only=args.read_only)) as node:
+        kwargs = node_kwargs(args, read_only=args.read_only)
+        async with DHTNode(**kwargs, rate_limit=args.rate_limit) as node:
             address = format_addr(node.address)
             emit(
                 args,
@@ -256,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("node", _cmd_node, "run a DHT node until SIGINT/SIGTERM")
     add_common(p, bind_default="0.0.0.0:6881", timeout=False)
     p.add_argument("--read-only", action="store_true", help="BEP 43: send ro=1 and answer no query")
+    p.add_argument(
+        "--rate-limit",
+        type=non_negative_number,
+        default=NodeConfig.rate_limit,
+        metavar="QPS",
+        help="datagrams per second accepted from one source (an IPv4 address, an IPv6 /64; "
+        f"loopback and private ones per address and port); 0 turns the limit off "
+        f"(default {NodeConfig.rate_limit:g})",
+    )
     p.add_argument(
         "--status-interval",
         type=positive_seconds,

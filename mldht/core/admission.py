@@ -113,12 +113,12 @@ def cheap_reject(data: bytes) -> str | None:
     return None
 
 
-def source_key(addr: tuple[str, int]) -> str:
+def source_key(addr: tuple[str, int]) -> object:
     """The unit a budget is kept for: a public IPv4 address, the /64 of a public IPv6
-    one, or ip:port for a loopback or private address."""
+    one (as text), or the ``(ip, port)`` address itself for a loopback or private one."""
     ip = addr[0]
     if is_local_ip(ip):
-        return f"{ip}:{addr[1]}"
+        return addr
     if ":" not in ip:
         return ip
     return _v6_key(ip)
@@ -175,8 +175,8 @@ class Admission:
         self.max_sources = max_sources
         self.max_bans = max_bans
         # key -> [tokens, last refill, refused in window, window start]
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
-        self.bans: OrderedDict[str, float] = OrderedDict()
+        self._buckets: OrderedDict[object, list[float]] = OrderedDict()
+        self.bans: OrderedDict[object, float] = OrderedDict()
         """Banned sources and when their ban ends."""
 
     def admit(self, addr: tuple[str, int], now: float) -> str | None:
@@ -227,7 +227,7 @@ class Admission:
         until = self.bans.get(source_key(addr))
         return until is not None and now < until
 
-    def _ban(self, key: str, now: float) -> None:
+    def _ban(self, key: object, now: float) -> None:
         if len(self.bans) >= self.max_bans:
             self.bans.popitem(last=False)
         self.bans[key] = now + self.ban_time

@@ -14,11 +14,18 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
+from .bencode import bencode
 from .compact import Addr
 from .config import NodeConfig
 from .counters import QUERY_METHODS
 from .events import NOTICE_BACKLOG, Event, NodeEvent, Ready, Warning
-from .krpc import QueryBody, ResponseBody, encode_error, encode_query, encode_response
+from .krpc import (
+    QueryBody,
+    ResponseBody,
+    encode_error,
+    encode_query,
+    frame_response,
+)
 from .routing import RoutingTable
 from .transactions import Pending, Transactions
 
@@ -123,7 +130,12 @@ class Context:
         return p
 
     def reply(self, t: bytes, body: ResponseBody, addr: Addr) -> None:
-        data = encode_response(t, body, version=self.config.version, ip=addr)
+        self.reply_items(t, bencode(body.to_dict())[1:-1], addr)
+
+    def reply_items(self, t: bytes, r_items: bytes, addr: Addr) -> None:
+        """Answer with an ``r`` dict given as its bencoded items (the handlers' fast path;
+        see :func:`~mldht.core.krpc.frame_response`)."""
+        data = frame_response(t, r_items, self.config.version, addr)
         if self.config.send_rate > 0 and not self._spend(len(data), 0.0):
             self.stats["send_budget_replies"] += 1
             return

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..errors import KRPCError
 from . import bep44
-from .compact import Addr, NodeInfo
+from .compact import Addr, NodeInfo, encode_nodes, encode_peer
 from .context import Context
 from .events import ItemStored, PeerAnnounced
 from .item_store import ItemStore
@@ -21,19 +21,19 @@ from .krpc import (
     AnnouncePeer,
     AnnounceResponse,
     FindNode,
-    FindNodeResponse,
     Get,
     GetPeers,
     GetPeersResponse,
     GetResponse,
     Ping,
-    PingResponse,
     Put,
     PutResponse,
     Query,
     SampleInfohashes,
     SampleInfohashesResponse,
+    bstr,
 )
+from .nearest import Nearest
 from .peer_store import PeerStore
 from .tokens import TokenManager
 
@@ -61,6 +61,7 @@ class QueryHandlers:
         self._items = items
         self._tokens = tokens
         self._sample_cache: tuple[float, tuple[bytes, ...]] | None = None
+        self._nearest = Nearest()
         self.dispatch: dict[type, _Handler] = {
             Ping: self._ping,
             FindNode: self._find_node,
@@ -86,10 +87,25 @@ class QueryHandlers:
         ipv6 = ctx.config.ipv6
         mine = b"n6" if ipv6 else b"n4"
         other = b"n4" if ipv6 else b"n6"
-        closest = tuple(ctx.routing.closest(target, ctx.config.k))
+        closest = self._nearest.nodes(ctx.routing, target, ctx.config.k)
         ours = closest if (want is None or mine in want) else None
         theirs: tuple[NodeInfo, ...] | None = () if (want is not None and other in want) else None
         return (theirs, ours) if ipv6 else (ours, theirs)
+
+    def _nodes_items(self, target: bytes, want: tuple[bytes, ...] | None) -> bytes:
+        """The bencoded ``nodes`` / ``nodes6`` items of a reply, as :meth:`_closest_nodes`
+        chooses them, from the prepared compact forms (:class:`Nearest`)."""
+        ctx = self._ctx
+        if want is None:
+            nodes = self._nearest.compact(ctx.routing, target, ctx.config.k)
+            return (b"6:nodes6" if ctx.config.ipv6 else b"5:nodes") + bstr(nodes)
+        n4, n6 = self._closest_nodes(target, want)
+        out = b""
+        if n4 is not None:
+            out += b"5:nodes" + bstr(encode_nodes(n4))
+        if n6 is not None:
+            out += b"6:nodes6" + bstr(encode_nodes(n6))
+        return out
 
     def _samples(self, now: float) -> tuple[bytes, ...]:
         """BEP 51 samples: all when they fit, else a random 20 reused until ``interval``."""
@@ -106,13 +122,12 @@ class QueryHandlers:
     # ----------------------------------------------------------------- handlers
 
     def _ping(self, q: Query, body: Ping, addr: Addr, now: float) -> None:
-        self._ctx.reply(q.t, PingResponse(self._ctx.node_id), addr)
+        self._ctx.reply_items(q.t, b"2:id20:" + self._ctx.node_id, addr)
 
     def _find_node(self, q: Query, body: FindNode, addr: Addr, now: float) -> None:
         ctx = self._ctx
-        ctx.reply(
-            q.t, FindNodeResponse(ctx.node_id, *self._closest_nodes(body.target, body.want)), addr
-        )
+        items = self._nodes_items(body.target, body.want)
+        ctx.reply_items(q.t, b"2:id20:" + ctx.node_id + items, addr)
 
     def _sample_infohashes(self, q: Query, body: SampleInfohashes, addr: Addr, now: float) -> None:
         ctx = self._ctx
@@ -137,22 +152,38 @@ class QueryHandlers:
         # not make room for it (peer_store's fair share), or its address is a bogon.
         accept = store.can_accept(ih, now, source=addr[0])
         token = self._tokens.issue(addr[0], ih, now) if accept else None
-        blooms = store.scrape(ih, now) if body.scrape else None
-        peers: list[Addr] = []
-        if blooms is None:
-            # BEP 32: values of the query's family only.
-            family = 6 if ":" in addr[0] else 4
-            peers = store.get_peers(
-                ih, now, ctx.config.max_values, noseed=body.noseed, rng=ctx.rng, family=family
-            )
-        # BEP 33 (as libtorrent): with scrape=1 the filters replace values, to stay < 1024 B.
+        if body.scrape:
+            self._scrape(q, body, token, addr, now)
+            return
+        # BEP 32: values of the query's family only.
+        family = 6 if ":" in addr[0] else 4
+        peers = store.get_peers(
+            ih, now, ctx.config.max_values, noseed=body.noseed, rng=ctx.rng, family=family
+        )
+        # Keys in bencode order: id, nodes / nodes6, token, values.
+        items = [b"2:id20:", ctx.node_id, self._nodes_items(ih, body.want)]
+        if token is not None:
+            items += (b"5:token", bstr(token))
+        if peers:
+            items.append(b"6:valuesl")
+            items += [bstr(encode_peer(p)) for p in peers]
+            items.append(b"e")
+        ctx.reply_items(q.t, b"".join(items), addr)
+
+    def _scrape(
+        self, q: Query, body: GetPeers, token: bytes | None, addr: Addr, now: float
+    ) -> None:
+        """BEP 33 (as libtorrent): with scrape=1 the bloom filters replace values, to stay
+        under 1,024 bytes."""
+        ctx = self._ctx
+        blooms = self._peers.scrape(body.info_hash, now)
         ctx.reply(
             q.t,
             GetPeersResponse(
                 ctx.node_id,
                 token,
-                tuple(peers) if peers else None,
-                *self._closest_nodes(ih, body.want),
+                None,
+                *self._closest_nodes(body.info_hash, body.want),
                 blooms[0] if blooms else None,
                 blooms[1] if blooms else None,
             ),

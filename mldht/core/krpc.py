@@ -1,26 +1,37 @@
-"""KRPC messages (BEP 5, 32, 33, 43, 44, 51): one frozen dataclass per message; encode; decode.
+"""KRPC messages (BEP 5, 32, 33, 43, 44, 51): one dataclass per message; encode; decode.
 
 Decoding never raises anything but :class:`MalformedMessage` (a :class:`DecodeError`).
 Responses do not name their method, so :func:`decode_message` returns a
 :class:`Response` holding the raw ``r`` dict, and :func:`decode_response` parses it once
-the pending transaction tells which query it answers.
+the pending transaction tells which query it answers (reply bodies and their parsing live
+in :mod:`mldht.core.responses`, re-exported here).
+
+Queries are decoded on every datagram a node answers, so their classes are plain (not
+frozen: a frozen dataclass costs a checked ``__setattr__`` per field, measured at a tenth
+of a ping's cost in the core) and the common shapes of ping, find_node and get_peers skip
+the generic argument checks (:func:`_decode_query`). Replies are framed from their
+pre-encoded ``r`` items (:func:`frame_response`) with no intermediate dict.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DecodeError, KRPCError
 from .bencode import bdecode, bencode
-from .compact import (
-    Addr,
-    NodeInfo,
-    decode_nodes,
-    decode_peer,
-    decode_peers,
-    encode_nodes,
-    encode_peer,
+from .compact import Addr, decode_peer, encode_peer
+from .responses import (
+    AnnounceResponse,
+    FindNodeResponse,
+    GetPeersResponse,
+    GetResponse,
+    PingResponse,
+    PutResponse,
+    Response,
+    ResponseBody,
+    SampleInfohashesResponse,
+    decode_response,
 )
 
 __all__ = [
@@ -50,6 +61,7 @@ __all__ = [
     "encode_error",
     "encode_query",
     "encode_response",
+    "frame_response",
 ]
 
 MAX_SEQ = 0x7FFFFFFFFFFFFFFF
@@ -82,7 +94,7 @@ class MalformedMessage(DecodeError):
 # --------------------------------------------------------------------------- queries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     id: bytes
     method = b"ping"
@@ -91,7 +103,7 @@ class Ping:
         return {b"id": self.id}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FindNode:
     id: bytes
     target: bytes
@@ -105,7 +117,7 @@ class FindNode:
         return a
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GetPeers:
     id: bytes
     info_hash: bytes
@@ -125,7 +137,7 @@ class GetPeers:
         return a
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AnnouncePeer:
     id: bytes
     info_hash: bytes
@@ -151,7 +163,7 @@ class AnnouncePeer:
         return a
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Get:
     id: bytes
     target: bytes
@@ -168,7 +180,7 @@ class Get:
         return a
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Put:
     """BEP 44 put. ``v`` is the exact bencoded value; mutable when ``k`` is set."""
 
@@ -199,7 +211,7 @@ class Put:
         return a
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SampleInfohashes:
     id: bytes
     target: bytes
@@ -215,156 +227,15 @@ class SampleInfohashes:
 
 QueryBody = Ping | FindNode | GetPeers | AnnouncePeer | Get | Put | SampleInfohashes
 
-# ------------------------------------------------------------------------- responses
-
-
-@dataclass(frozen=True, slots=True)
-class PingResponse:
-    id: bytes
-
-    def to_dict(self) -> dict[bytes, Any]:
-        return {b"id": self.id}
-
-
-@dataclass(frozen=True, slots=True)
-class AnnounceResponse(PingResponse):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class PutResponse(PingResponse):
-    pass
-
-
-def _node_values(
-    r: dict[bytes, Any], nodes: tuple[NodeInfo, ...] | None, nodes6: tuple[NodeInfo, ...] | None
-) -> None:
-    if nodes is not None:
-        r[b"nodes"] = encode_nodes(nodes)
-    if nodes6 is not None:
-        r[b"nodes6"] = encode_nodes(nodes6)
-
-
-@dataclass(frozen=True, slots=True)
-class FindNodeResponse:
-    id: bytes
-    nodes: tuple[NodeInfo, ...] | None = None
-    nodes6: tuple[NodeInfo, ...] | None = None
-
-    def to_dict(self) -> dict[bytes, Any]:
-        r: dict[bytes, Any] = {b"id": self.id}
-        _node_values(r, self.nodes, self.nodes6)
-        return r
-
-
-@dataclass(frozen=True, slots=True)
-class GetPeersResponse:
-    id: bytes
-    token: bytes | None = None
-    values: tuple[Addr, ...] | None = None
-    nodes: tuple[NodeInfo, ...] | None = None
-    nodes6: tuple[NodeInfo, ...] | None = None
-    bf_seeds: bytes | None = None
-    bf_peers: bytes | None = None
-
-    @property
-    def peers(self) -> tuple[Addr, ...]:
-        return self.values or ()
-
-    def to_dict(self) -> dict[bytes, Any]:
-        r: dict[bytes, Any] = {b"id": self.id}
-        if self.token is not None:
-            r[b"token"] = self.token
-        if self.values is not None:
-            r[b"values"] = [encode_peer(p) for p in self.values]
-        _node_values(r, self.nodes, self.nodes6)
-        if self.bf_seeds is not None:
-            r[b"BFsd"] = self.bf_seeds
-        if self.bf_peers is not None:
-            r[b"BFpe"] = self.bf_peers
-        return r
-
-
-@dataclass(frozen=True, slots=True)
-class GetResponse:
-    """BEP 44 get reply; ``v`` is the exact bencoded value when an item is present."""
-
-    id: bytes
-    token: bytes | None = None
-    nodes: tuple[NodeInfo, ...] | None = None
-    nodes6: tuple[NodeInfo, ...] | None = None
-    v: bytes | None = None
-    k: bytes | None = None
-    seq: int | None = None
-    sig: bytes | None = None
-
-    def to_dict(self) -> dict[bytes, Any]:
-        r: dict[bytes, Any] = {b"id": self.id}
-        if self.token is not None:
-            r[b"token"] = self.token
-        _node_values(r, self.nodes, self.nodes6)
-        if self.v is not None:
-            r[b"v"] = bdecode(self.v)
-        if self.k is not None:
-            r[b"k"] = self.k
-        if self.seq is not None:
-            r[b"seq"] = self.seq
-        if self.sig is not None:
-            r[b"sig"] = self.sig
-        return r
-
-
-@dataclass(frozen=True, slots=True)
-class SampleInfohashesResponse:
-    id: bytes
-    interval: int
-    num: int
-    samples: tuple[bytes, ...] = ()
-    nodes: tuple[NodeInfo, ...] | None = None
-    nodes6: tuple[NodeInfo, ...] | None = None
-    supported: bool = True
-    """False when the reply had no ``samples`` key: a node answering an unknown method
-    find_node-style (libtorrent's forward compatibility), not BEP 51 support."""
-
-    def to_dict(self) -> dict[bytes, Any]:
-        r: dict[bytes, Any] = {
-            b"id": self.id,
-            b"interval": self.interval,
-            b"num": self.num,
-            b"samples": b"".join(self.samples),
-        }
-        _node_values(r, self.nodes, self.nodes6)
-        return r
-
-
-ResponseBody = (
-    PingResponse | FindNodeResponse | GetPeersResponse | GetResponse | SampleInfohashesResponse
-)
-
 # -------------------------------------------------------------------------- envelopes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Query:
     t: bytes
     body: QueryBody
     version: bytes | None = None
     read_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A reply whose ``r`` dict is parsed later by :func:`decode_response`."""
-
-    t: bytes
-    r: dict[bytes, Any] = field(repr=False)
-    version: bytes | None = None
-    ip: Addr | None = None
-
-    @property
-    def sender_id(self) -> bytes:
-        sid: bytes = self.r[b"id"]
-        return sid
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,11 +273,21 @@ def encode_query(
 def encode_response(
     t: bytes, body: ResponseBody, *, version: bytes | None = None, ip: Addr | None = None
 ) -> bytes:
-    d = _envelope(t, b"r", version)
-    d[b"r"] = body.to_dict()
-    if ip is not None:
-        d[b"ip"] = encode_peer(ip)  # BEP 42: the requester's address as we saw it
-    return bencode(d)
+    return frame_response(t, bencode(body.to_dict())[1:-1], version, ip)
+
+
+def frame_response(t: bytes, r_items: bytes, version: bytes | None, ip: Addr | None) -> bytes:
+    """A reply whose ``r`` dict is given as its bencoded items (keys sorted, without the
+    enclosing ``d`` and ``e``): the envelope keys ``ip`` (BEP 42: the requester's address
+    as we saw it), ``r``, ``t``, ``v``, ``y`` in their canonical order around it."""
+    head = b"d1:rd" if ip is None else b"d2:ip%d:%s1:rd" % (len(packed := encode_peer(ip)), packed)
+    tail = b"1:y1:re" if version is None else b"1:v%d:%s1:y1:re" % (len(version), version)
+    return b"".join((head, r_items, b"e1:t%d:" % len(t), t, tail))
+
+
+def bstr(s: bytes) -> bytes:
+    """A bencoded string."""
+    return b"%d:%s" % (len(s), s)
 
 
 def encode_error(
@@ -542,6 +423,10 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
         raise MalformedMessage("missing 'q'", t=t, is_query=True)
     if not isinstance(a, dict):
         raise MalformedMessage("missing 'a' key", t=t, is_query=True)
+    fast = _common_query(q, a)
+    if fast is not None:
+        v = d.get(b"v")
+        return Query(t, fast, v if type(v) is bytes else None, read_only)
     args = _Args(a, t)
     sid = args.id20(b"id")
     body: QueryBody
@@ -589,6 +474,24 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
     return Query(t, body, _opt_version(d), read_only)
 
 
+def _common_query(q: bytes, a: dict[bytes, Any]) -> QueryBody | None:
+    """Ping, find_node and get_peers in their common shape (no ``want``, ``noseed`` or
+    ``scrape``, well-formed ids), decoded without the generic checks; None for anything
+    else, which :func:`_decode_query` then checks argument by argument."""
+    sid = a.get(b"id")
+    if type(sid) is not bytes or len(sid) != 20 or b"want" in a:
+        return None
+    if q == b"ping":
+        return Ping(sid)
+    if q == b"find_node":
+        target = a.get(b"target")
+        return FindNode(sid, target) if type(target) is bytes and len(target) == 20 else None
+    if q == b"get_peers" and b"noseed" not in a and b"scrape" not in a:
+        ih = a.get(b"info_hash")
+        return GetPeers(sid, ih) if type(ih) is bytes and len(ih) == 20 else None
+    return None
+
+
 def _decode_put(args: _Args, sid: bytes) -> Put:
     token = args.bytes_(b"token")
     if b"v" not in args.a:
@@ -609,98 +512,3 @@ def _decode_put(args: _Args, sid: bytes) -> Put:
     if not isinstance(salt, bytes):
         raise args.fail("invalid value for 'salt'")
     return Put(sid, token, v, k, seq, sig, salt, args.opt_int(b"cas"))
-
-
-# -------------------------------------------------------------------- response parsing
-
-
-def _nodes(r: dict[bytes, Any], key: bytes, ipv6: bool) -> tuple[NodeInfo, ...] | None:
-    raw = r.get(key)
-    if raw is None:
-        return None
-    if not isinstance(raw, bytes):
-        raise DecodeError(f"'{key.decode()}' is not a string")
-    size = 38 if ipv6 else 26
-    # Be lenient with a trailing fragment (BEP 5 leaves it unsaid; libtorrent drops it).
-    return tuple(decode_nodes(raw[: len(raw) - len(raw) % size], ipv6))
-
-
-def _opt_bytes(r: dict[bytes, Any], key: bytes) -> bytes | None:
-    v = r.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, bytes):
-        raise DecodeError(f"'{key.decode()}' is not a string")
-    return v
-
-
-def decode_response(method: bytes, msg: Response) -> ResponseBody:
-    """Parse ``msg.r`` as the reply to ``method``. Raises :class:`DecodeError`."""
-    r = msg.r
-    sid = msg.sender_id
-    try:
-        if method == b"ping":
-            return PingResponse(sid)
-        if method == b"announce_peer":
-            return AnnounceResponse(sid)
-        if method == b"put":
-            return PutResponse(sid)
-        nodes = _nodes(r, b"nodes", False)
-        nodes6 = _nodes(r, b"nodes6", True)
-        if method == b"find_node":
-            return FindNodeResponse(sid, nodes, nodes6)
-        if method == b"get_peers":
-            values = r.get(b"values")
-            peers = tuple(decode_peers(values)) if isinstance(values, list) else None
-            return GetPeersResponse(
-                sid,
-                _opt_bytes(r, b"token"),
-                peers,
-                nodes,
-                nodes6,
-                _opt_bytes(r, b"BFsd"),
-                _opt_bytes(r, b"BFpe"),
-            )
-        if method == b"get":
-            seq = r.get(b"seq")
-            if seq is not None and not isinstance(seq, int):
-                raise DecodeError("'seq' is not an int")
-            k, sig = _opt_bytes(r, b"k"), _opt_bytes(r, b"sig")
-            if (k is not None and len(k) != 32) or (sig is not None and len(sig) != 64):
-                raise DecodeError("'k' or 'sig' of the wrong length")
-            return GetResponse(
-                sid,
-                _opt_bytes(r, b"token"),
-                nodes,
-                nodes6,
-                bencode(r[b"v"]) if b"v" in r else None,
-                k,
-                seq,
-                sig,
-            )
-        if method == b"sample_infohashes":
-            supported = b"samples" in r
-            samples = r.get(b"samples", b"")
-            interval = r.get(b"interval", 0)
-            num = r.get(b"num", 0)
-            if (
-                not isinstance(samples, bytes)
-                or not isinstance(interval, int)
-                or not isinstance(num, int)
-            ):
-                raise DecodeError("invalid sample_infohashes reply")
-            samples = samples[: len(samples) - len(samples) % 20]
-            return SampleInfohashesResponse(
-                sid,
-                interval,
-                num,
-                tuple(samples[i : i + 20] for i in range(0, len(samples), 20)),
-                nodes,
-                nodes6,
-                supported,
-            )
-    except DecodeError:
-        raise
-    except Exception as exc:  # hostile input: never let anything else escape
-        raise DecodeError(f"invalid {method.decode()} reply: {exc}") from None
-    raise DecodeError(f"unknown method {method!r}")

@@ -150,6 +150,9 @@ class RoutingTable(TableRules):
         self._one_per_ip = one_per_ip
         self._by_ip: dict[object, RoutingEntry] = {}
         self._live_count = 0
+        self.changes = 0
+        """Bumped whenever the set of live entries, or of the bad ones among them, changes
+        (what :meth:`closest` can return: callers' caches key on it)."""
         # buckets that may need a questionable node pinged (an ordered set)
         self._dirty: dict[Bucket, None] = {}
         self._recent_pings: OrderedDict[Addr, float] = OrderedDict()
@@ -166,6 +169,11 @@ class RoutingTable(TableRules):
     @property
     def k(self) -> int:
         return self._k
+
+    @property
+    def max_fails(self) -> int:
+        """Unanswered queries that make an entry bad (``closest`` skips bad entries)."""
+        return self._max_fails
 
     @property
     def bucket_count(self) -> int:
@@ -318,6 +326,8 @@ class RoutingTable(TableRules):
         if entry is None or entry.node.addr != node.addr:
             return
         entry.fails += 1
+        if entry.fails == self._max_fails:
+            self.changes += 1  # bad now: out of closest()
         entry.ping_pending = False
         bucket = self._buckets[self._index_of(entry.id_int)]
         if entry.in_table and entry.fails == self._max_fails:
@@ -523,6 +533,8 @@ class RoutingTable(TableRules):
         was_pending = entry.ping_pending
         was_bad = entry.fails >= self._max_fails
         entry.last_response = now
+        if entry.fails >= self._max_fails:
+            self.changes += 1  # good again
         entry.fails = 0
         entry.ping_pending = False
         if rtt is not None:
@@ -605,6 +617,7 @@ class RoutingTable(TableRules):
             entry = bucket.cache.pop(best)
             bucket.live.append(entry)
             bucket.version += 1
+            self.changes += 1
             entry.in_table = True
             self._live_count += 1
             if self.on_change is not None:
@@ -615,6 +628,7 @@ class RoutingTable(TableRules):
     def _link_live(self, bucket: Bucket, entry: RoutingEntry, now: float) -> None:
         bucket.live.append(entry)
         bucket.version += 1
+        self.changes += 1
         entry.in_table = True
         self._live_count += 1
         bucket.last_changed = now  # BEP 5: a node was added
@@ -624,6 +638,7 @@ class RoutingTable(TableRules):
     def _unlink_live(self, bucket: Bucket, entry: RoutingEntry) -> None:
         bucket.live.remove(entry)
         bucket.version += 1
+        self.changes += 1
         entry.in_table = False
         entry.ping_pending = False
         self._live_count -= 1
@@ -665,6 +680,7 @@ class RoutingTable(TableRules):
         old.cache = [e for e in old.cache if not deeper(e)]
         for bucket in (old, new):
             bucket.version += 1
+            self.changes += 1
             if len(bucket.live) > bucket.limit:
                 # possible only with far_bucket_sizes that grow with depth: the nodes
                 # answered longest ago wait in the cache

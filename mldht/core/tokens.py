@@ -1,6 +1,9 @@
 """Write tokens (BEP 5, "get_peers"): issued in ``get_peers`` / ``get``, checked on announce / put.
 
-A token is the first ``token_len`` bytes of HMAC-SHA1(secret, packed IP ‖ target). It is
+A token is a keyed BLAKE2s MAC of ``token_len`` bytes over the packed IP ‖ target, keyed
+with the current secret (BLAKE2 is a MAC when keyed, and CPython computes it in a fraction
+of the time of ``hmac.digest(..., "sha1")``, which fetches the digest from OpenSSL on every
+call: 4x, measured; a get_peers answer issues one token, an announce checks two). It is
 bound to the requester's IP but not its port (BEP 5: the port of an announce may differ
 from the query's), and to the target, as libtorrent does, so a token from a ``get`` for
 one BEP 44 target cannot be spent on a ``put`` for another.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from hashlib import blake2s
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
@@ -103,7 +107,7 @@ class TokenManager:
         return self._period_start + self.rotate_every
 
     def _mac(self, secret: bytes, ip: bytes, target: bytes) -> bytes:
-        return hmac.digest(secret, ip + target, "sha1")[: self.token_len]
+        return blake2s(ip + target, key=secret, digest_size=self.token_len).digest()
 
     def issue(self, ip: str, target: bytes, now: float) -> bytes:
         """The token for a requester at ``ip`` (no port) asking about ``target``.

@@ -2,13 +2,13 @@
 
 The runtime is a short loop around the pure core (the aioquic shape; README, Design):
 
-* a receive task feeds every datagram to :meth:`NodeState.receive_datagram`;
+* a receive task feeds every datagram to :meth:`NodeState.receive_datagram`, in
+  batches (:mod:`mldht.runtime.udp`);
 * one timer task sleeps until :meth:`NodeState.next_deadline` (woken early when a new
   deadline comes sooner) and calls :meth:`NodeState.handle_timer`;
-* one sender task drains :meth:`NodeState.datagrams_to_send` (one task, since an anyio
-  socket refuses two concurrent senders);
-* after every call into the core, its events are dispatched to the callers waiting on
-  their op ids.
+* after every call into the core, what it queued (:meth:`NodeState.datagrams_to_send`)
+  goes straight to the socket (a sender task takes over only while the kernel's buffer
+  is full), and its events are dispatched to the callers waiting on their op ids.
 
 Every awaitable API call is bounded: the core ends each operation with one terminal
 event within its lookup timeout, and the runtime adds its own bound on top.
@@ -30,6 +30,7 @@ import os
 import random
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import SocketAttribute, TaskGroup, UDPSocket
+from anyio.abc import TaskGroup
 
 from ..core.compact import Addr, NodeInfo
 from ..core.events import Event, RepublishStopped, is_terminal
@@ -47,11 +48,12 @@ from ..core.node import NodeConfig, NodeState
 from ..core.tunables import Tunables
 from ..errors import InvalidArgument, MldhtError, NotRunning
 from . import bootstrap as _bootstrap
-from . import persist
+from . import persist, udp
 from .dht_api import DHTAPI, format_addr
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
 from .node_config import node_config
 from .operation import Operation, PeerIterator, StartOp, _Waiter
+from .udp import UDPLoops
 from .watch import EventBus, WatchAPI
 
 if TYPE_CHECKING:
@@ -106,13 +108,6 @@ def run(
     return anyio.run(func, *args, backend=backend)
 
 
-RECEIVE_BATCH = 1024
-"""Datagrams handled per wake-up of the receive loop before it yields."""
-RECEIVE_BUFFER = 65536
-"""Bytes read per datagram: the whole of any UDP datagram, so that an oversized one is
-read, counted and dropped whole (the core decodes none over 2,048 bytes)."""
-SOCKET_BUFFER = 4 * 1024 * 1024
-"""Bytes of kernel receive buffer asked for the UDP socket."""
 FINAL_SAVE_BOUND = 60.0
 """Seconds the save at exit may take (a stuck disk must not hang the exit)."""
 TIMER_SLACK = 0.02
@@ -125,7 +120,7 @@ def _now() -> float:
     return time.time()
 
 
-class DHTNode(DHTAPI, ItemAPI, WatchAPI):
+class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
     """A mainline DHT node on one UDP socket; use it as an async context manager::
 
         async with DHTNode(bind=("0.0.0.0", 6881), state_dir="~/.mldht") as node:
@@ -197,7 +192,6 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
         # query_timeout (core); this bound only catches a core that broke its promise.
         self._op_bound = self.config.lookup_timeout + 2 * self.config.query_timeout + 10.0
         self._state_obj: NodeState | None = None
-        self._sock_obj: UDPSocket | None = None
         self._address: Addr | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -301,43 +295,14 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
             socket.AF_INET6 if self.config.ipv6 else socket.AF_INET
         )
         host, port = self._bind
-        try:
-            self._sock_obj = sock = await anyio.create_udp_socket(
-                family=family, local_host=host, local_port=port
-            )
-        except OSError as exc:
-            # asyncio says "error while attempting to bind on address (...)", uvloop only
-            # "could not bind" (the reason is its cause): name the address and the reason.
-            err: BaseException = exc
-            while getattr(err, "errno", None) is None and isinstance(err.__cause__, OSError):
-                err = err.__cause__
-            number = getattr(err, "errno", None)
-            if isinstance(err, socket.gaierror) or not number:
-                reason = str(getattr(err, "strerror", None) or err)
-            else:
-                reason = os.strerror(number).lower()
-            where = format_addr(self._bind)
-            raise OSError(number, f"cannot bind to {where}: {reason}") from exc
-        stack.push_async_callback(sock.aclose)
-        # A duplicate of the socket's descriptor for the fast paths (same socket, same
-        # non-blocking flag): asyncio hides its socket behind a TransportSocket without
-        # sendto/recvfrom. The awaitable send and receive cost a checkpoint and a
-        # cancel-scope check per datagram: a third of a busy node's time in profiles.
-        self._raw = socket.fromfd(
-            sock.extra(SocketAttribute.raw_socket).fileno(), family, socket.SOCK_DGRAM
-        )
-        self._raw.setblocking(False)
-        # A large receive buffer absorbs bursts (and floods, which the core drops cheaply)
-        # so that honest datagrams queued behind them are not lost by the kernel. The
-        # kernel caps it (net.core.rmem_max); a refusal only leaves the default.
-        with contextlib.suppress(OSError):
-            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        stack.callback(self._raw.close)
-        local = sock.extra(SocketAttribute.local_address)
+        self._raw = raw = await udp.open_socket(host, port, family)
+        stack.callback(raw.close)
+        local = raw.getsockname()
         self._address = (str(local[0]), int(local[1]))
         self._family = family
 
         self._send_wake = anyio.Event()
+        self._backlog = deque()
         self._timer_wake = anyio.Event()
         self._timer_at = math.inf
         self._ready = anyio.Event()
@@ -443,7 +408,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
             waiter = self._waiters.pop(event.op, None) if terminal else self._waiters.get(event.op)
             if waiter is not None:
                 waiter.push(event, terminal)
-        self._send_wake.set()
+        self._flush()
         if not self._ready.is_set() and len(state.routing):
             self._ready.set()
             self._joined.set()
@@ -455,84 +420,6 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI):
         # a 5,000-node swarm in one process; 20 ms late is harmless for DHT timeouts.
         if deadline is not None and deadline < self._timer_at - TIMER_SLACK:
             self._timer_wake.set()
-
-    async def _receive_loop(self) -> None:
-        sock = self._sock_obj
-        assert sock is not None
-        state = self._state
-        raw = self._raw
-        failures = 0
-        while True:
-            try:
-                data, addr = await sock.receive()
-            except (anyio.ClosedResourceError, anyio.EndOfStream):
-                return
-            except (anyio.BrokenResourceError, OSError) as exc:
-                # e.g. an ICMP error surfaced on the socket: not fatal for a UDP server,
-                # but do not spin if the socket really is broken.
-                failures += 1
-                log.debug("receive failed: %r", exc)
-                await anyio.sleep(min(0.001 * failures, 1.0))
-                continue
-            failures = 0
-            # Then drain what else is queued without awaiting (bounded), and dispatch
-            # events once per batch.
-            # One clock reading per batch (a batch takes well under a millisecond). The
-            # loop is lean: under a flood most datagrams are dropped by the core's
-            # admission in about a microsecond, and the kernel drops what we do not read.
-            handled = 0
-            now = _now()
-            receive = state.receive_datagram
-            trace = self.on_datagram
-            while True:
-                # IPv6 addresses come as (host, port, flowinfo, scope_id)
-                source = addr if len(addr) == 2 else (addr[0], addr[1])
-                try:
-                    if trace is not None:
-                        trace(data, source, now)
-                    receive(data, source, now)
-                except Exception:  # a datagram must never take the node down
-                    self.receive_errors += 1
-                    log.debug("error handling a datagram from %r", addr, exc_info=True)
-                handled += 1
-                if handled >= RECEIVE_BATCH:
-                    break
-                try:
-                    data, addr = raw.recvfrom(RECEIVE_BUFFER)
-                except OSError:  # BlockingIOError: nothing queued; or an ICMP error
-                    break
-            try:
-                self._after_change()
-            except Exception:
-                self.receive_errors += 1
-                log.debug("error dispatching events", exc_info=True)
-
-    async def _sender_loop(self) -> None:
-        sock = self._sock_obj
-        assert sock is not None
-        state = self._state
-        # Send on the non-blocking socket directly; await only when its buffer is full.
-        await self._send_batches(sock, self._raw, state)
-
-    async def _send_batches(self, sock: UDPSocket, raw: socket.socket, state: NodeState) -> None:
-        while True:
-            batch = state.datagrams_to_send()
-            if not batch:
-                self._send_wake = anyio.Event()
-                await self._send_wake.wait()
-                continue
-            for data, addr in batch:
-                try:
-                    try:
-                        raw.sendto(data, addr)
-                    except BlockingIOError:
-                        await sock.sendto(data, *addr)
-                except anyio.ClosedResourceError:
-                    return
-                except Exception as exc:  # ICMP unreachable, no route, bad address, ...
-                    self.send_errors += 1
-                    log.debug("sending to %s failed: %r", format_addr(addr), exc)
-            await anyio.lowlevel.checkpoint()
 
     async def _timer_loop(self) -> None:
         state = self._state

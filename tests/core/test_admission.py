@@ -61,7 +61,7 @@ def test_persistent_offender_is_banned_then_forgiven() -> None:
 
 
 def test_ipv6_budget_is_per_64_for_public_addresses() -> None:
-    def key(ip: str, port: int = 1) -> str:
+    def key(ip: str, port: int = 1) -> object:
         return source_key((ip, port))
 
     assert key("2001:db8:1:2::5") == key("2001:db8:1:2:ffff::9")
@@ -70,7 +70,7 @@ def test_ipv6_budget_is_per_64_for_public_addresses() -> None:
     assert key("::ffff:45.1.2.3") == "45.1.2.3"  # a dual-stack socket's IPv4 peer
     # loopback and private addresses: per ip:port, as in the routing table
     assert key("127.0.0.1", 7001) != key("127.0.0.1", 7002)
-    assert key("10.0.0.1", 5) == "10.0.0.1:5" and key("::1", 6) != key("::1", 7)
+    assert key("10.0.0.1", 5) == ("10.0.0.1", 5) and key("::1", 6) != key("::1", 7)
     adm = Admission(1.0)  # burst 2
     hosts = [f"2001:db8:1:2::{i:x}" for i in range(1, 5)]
     assert [adm.admit((h, 1), 0.0) for h in hosts] == [None, None, "rate", "rate"]

@@ -370,3 +370,22 @@ def test_sample_reply_without_samples_is_not_bep51_support() -> None:
     back = krpc.decode_message(raw)
     assert isinstance(back, krpc.Response)
     assert krpc.decode_response(b"sample_infohashes", back) == empty  # supported, empty
+
+
+@pytest.mark.parametrize("version", [None, b"ML01"])
+@pytest.mark.parametrize("ip", [None, ("1.2.3.4", 6881), ("2001:db8::1", 1)])
+def test_frame_response_is_the_canonical_encoding(
+    version: bytes | None, ip: tuple[str, int] | None
+) -> None:
+    r = {b"id": b"i" * 20, b"nodes": b"n" * 26, b"token": b"tok"}
+    d: dict[bytes, object] = {b"t": b"tt", b"y": b"r", b"r": r}
+    if version is not None:
+        d[b"v"] = version
+    if ip is not None:
+        d[b"ip"] = encode_peer(ip)
+    expect = bencode(d)
+    assert krpc.frame_response(b"tt", bencode(r)[1:-1], version, ip) == expect
+    body = krpc.FindNodeResponse(b"i" * 20)
+    assert krpc.encode_response(b"tt", body, version=version, ip=ip) == bencode(
+        {**d, b"r": {b"id": b"i" * 20}}
+    )

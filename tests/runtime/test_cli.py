@@ -204,6 +204,8 @@ def test_bad_input_exits_2_with_one_line_naming_the_argument(tmp_path: Path) -> 
         (["node", "--bootstrap", "[::1:6881"], "argument --bootstrap"),
         (["node", "--bootstrap", "127.0.0.1:0"], "argument --bootstrap: port out of range"),
         (["node", "--state-dir", str(a_file)], "argument --state-dir: not a directory"),
+        (["node", "--rate-limit", "-1"], "argument --rate-limit: expected a number >= 0"),
+        (["node", "--rate-limit", "lots"], "argument --rate-limit"),
         (["node", "--state-dir", str(corrupt)], "argument --state-dir"),
         (["ping", "1.2.3.4"], "argument HOST:PORT"),
         (["ping", "::1:6881"], "argument HOST:PORT"),

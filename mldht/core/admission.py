@@ -105,7 +105,10 @@ def cheap_reject(data: bytes) -> str | None:
         return "oversize"
     if not data.startswith(b"d"):
         return "not_dict"
-    if data.count(b"l") + data.count(b"d") > _OPENER_BYTES and _depth_exceeds(data, MAX_DEPTH):
+    if (
+        data.count(b"l") + data.count(b"d") > _OPENER_BYTES
+        and _depth_exceeds(data, MAX_DEPTH)
+    ):
         return "deep"
     return None
 

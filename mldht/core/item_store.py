@@ -319,8 +319,10 @@ class ItemStore:
 
     # --- housekeeping ----------------------------------------------------------------
 
-    def expire(self, now: float) -> int:
+    def expire(self, now: float, limit: int | None = None) -> int:
         """Drop items whose last put is ``ttl`` or more before ``now``; returns how many.
+        With ``limit``, at most that many (the oldest): a caller that must not stall
+        calls it again while it returns ``limit``.
 
         Callers pass a non-decreasing ``now``: the scan stops at the first live item in
         put order. (An item put "in the past" is still hidden by :meth:`get` once expired.)
@@ -329,7 +331,7 @@ class ItemStore:
         # One pass from the oldest put: the dict is kept in put order. (Calling
         # next(iter(...)) per item would rescan deleted slots each time: quadratic.)
         for target, rec in self._items.items():
-            if now < rec.last_put + self.ttl:
+            if now < rec.last_put + self.ttl or len(expired) == limit:
                 break
             expired.append(target)
         for target in expired:

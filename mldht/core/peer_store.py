@@ -441,6 +441,11 @@ class PeerStore:
         each whole sweep starts over, and none runs while nothing can have expired."""
         return self._expire_some(self._clock(now), budget)
 
+    @property
+    def sweeping(self) -> bool:
+        """Whether an expiry sweep is under way (:meth:`expire_some` has more to do)."""
+        return self._sweep.running
+
     def expire(self, now: float) -> int:
         """Drop every expired peer; returns how many. Walks the whole store: a node calls
         :meth:`expire_some` instead.

@@ -60,6 +60,11 @@ class Sweep:
         self.next_expiry = math.inf
         """A lower bound on every stored record's expiry."""
 
+    @property
+    def running(self) -> bool:
+        """Whether a sweep is under way."""
+        return self._gen is not None
+
     def stored(self, expiry: float) -> None:
         """A record expiring at ``expiry`` was stored."""
         if expiry < self.next_expiry:

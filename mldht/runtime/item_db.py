@@ -41,7 +41,8 @@ __all__ = ["SQLiteItemBackend", "open_item_db"]
 
 log = logging.getLogger("mldht.item_db")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+"""1: no source column (items loaded from it are charged to nobody); 2: source."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -52,14 +53,15 @@ CREATE TABLE IF NOT EXISTS items (
     seq       INTEGER,
     sig       BLOB,
     last_put  REAL NOT NULL,
-    put_count INTEGER NOT NULL
+    put_count INTEGER NOT NULL,
+    source    BLOB
 ) WITHOUT ROWID
 """
 
 
 _UPSERT = (
-    "INSERT OR REPLACE INTO items (target, v, k, salt, seq, sig, last_put, put_count)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO items (target, v, k, salt, seq, sig, last_put, put_count, source)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM items WHERE target = ?"
 
@@ -74,6 +76,7 @@ def _row(item: StoredItem) -> tuple[object, ...]:
         item.sig,
         item.last_put,
         item.put_count,
+        item.source,
     )
 
 
@@ -90,12 +93,14 @@ class SQLiteItemBackend:
                 raise InvalidArgument(f"cannot use WAL mode on {os.fspath(path)!r} ({mode})")
             self._db.execute("PRAGMA synchronous=NORMAL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
+            if version not in (0, 1, _SCHEMA_VERSION):
                 raise InvalidArgument(
                     f"{os.fspath(path)!r} has item schema version {version}, "
                     f"this mldht knows {_SCHEMA_VERSION}"
                 )
             self._db.execute(_SCHEMA)
+            if version == 1:  # the quota source of each item, unknown for older rows
+                self._db.execute("ALTER TABLE items ADD COLUMN source BLOB")
             if version != _SCHEMA_VERSION:  # (no write otherwise: a damaged file stays as is)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             # Reads every page of the table: a damaged file fails here, not mid-run.
@@ -136,7 +141,7 @@ class SQLiteItemBackend:
         """Every stored item, in no particular order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT target, v, k, salt, seq, sig, last_put, put_count FROM items"
+                "SELECT target, v, k, salt, seq, sig, last_put, put_count, source FROM items"
             ).fetchall()
         return [
             StoredItem(
@@ -148,8 +153,9 @@ class SQLiteItemBackend:
                 sig=None if sig is None else bytes(sig),
                 last_put=float(last_put),
                 put_count=int(put_count),
+                source=bytes(source) if isinstance(source, bytes) else None,
             )
-            for target, v, k, salt, seq, sig, last_put, put_count in rows
+            for target, v, k, salt, seq, sig, last_put, put_count, source in rows
         ]
 
     def count(self) -> int:

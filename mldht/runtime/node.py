@@ -33,6 +33,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
@@ -637,7 +638,7 @@ class DHTNode(DHTAPI, ItemAPI):
             if legacy is not None:
                 batches: Any = iter([legacy])
             else:
-                batches = await anyio.to_thread.run_sync(db.read_batches)
+                batches = await anyio.to_thread.run_sync(partial(db.read_batches, packed=True))
             while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                 for i in range(0, len(batch), LOAD_CHUNK):
                     stored += store.load(batch[i : i + LOAD_CHUNK], _now())

@@ -570,10 +570,10 @@ def test_expire_some_is_bounded_and_a_sweep_finishes() -> None:
     calls = 0
     while ps.peer_count() > 1:
         dropped = ps.expire_some(20.0, 500)
-        assert dropped <= 500 + 2 * 40  # the budget, plus at most one shard
+        assert dropped <= 500 // 25 + 2 * 40  # the budget, plus at most one shard
         total += dropped
         calls += 1
-        assert calls < 100
+        assert calls < 1000
     assert calls > 5 and total == 6000
     assert len(ps) == 1 and ps.get_peers(keep, 20.0) == [("44.1.1.1", 1)]
     assert ps.expire_some(20.0) == 0

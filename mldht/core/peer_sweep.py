@@ -116,8 +116,8 @@ class Sweep:
                 arr = general.get(ih)
                 if arr is not None:
                     left = self._trim(fam, ih, arr, self._rel)
-                    kept = 0 if left is None else len(left) // size
+                    live = 0 if left is None else len(left) // size
                     if left is not None:
                         soonest = min(soonest, stamp_at(left, 0, size) >> 1)
-                    yield len(arr) // size + _DROP_COST * (len(arr) // size - kept)
+                    yield len(arr) // size + _DROP_COST * (len(arr) // size - live)
         self.next_expiry = min(soonest, self._pass_min)

@@ -57,6 +57,7 @@ from . import bootstrap as _bootstrap
 from . import persist
 from .dht_api import DHTAPI, format_addr
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
+from .item_writer import ItemWriter
 from .operation import Operation, PeerIterator, StartOp, _Waiter
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ class DHTNode(DHTAPI, ItemAPI):
         self._waiters: dict[int, _Waiter] = {}
         self._closed = False
         self._item_backend: ItemBackend | None = None
+        self._item_writer: ItemWriter | None = None
         self._saved_nodes: tuple[NodeInfo, ...] = ()
         self._peer_db: PeerDB | None = None
         self._peers_ready = False  # the saved peers are all in the core (none to load)
@@ -366,6 +368,9 @@ class DHTNode(DHTAPI, ItemAPI):
         self._tg.start_soon(self._sender_loop)
         self._tg.start_soon(self._timer_loop)
         self._tg.start_soon(self._join)
+        if self._item_backend is not None:
+            self._item_writer = ItemWriter(self._item_backend, self._raw, self._storage_failed)
+            self._tg.start_soon(self._item_writer.run)
         if self._peer_db is not None:
             self._tg.start_soon(self._load_peers)
         if self._state_dir is not None:
@@ -373,6 +378,9 @@ class DHTNode(DHTAPI, ItemAPI):
         log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
 
     def _close_backend(self) -> None:
+        writer, self._item_writer = self._item_writer, None
+        if writer is not None:
+            writer.flush()
         backend, self._item_backend = self._item_backend, None
         persist.close_item_backend(backend)
         db, self._peer_db = self._peer_db, None
@@ -425,17 +433,25 @@ class DHTNode(DHTAPI, ItemAPI):
 
     def _apply_storage_writes(self) -> None:
         """Make the core's item changes durable (one transaction) before any reply of the
-        same call is sent, so that an acknowledged put is on disk. Should the database
+        same call is sent, so that an acknowledged put is on disk: once the node runs, in
+        the item writer's worker thread, the call's datagrams waiting for it
+        (:mod:`~mldht.runtime.item_writer`). Should the database
         fail (a full disk), the replies still go out, the node keeps the items in memory,
         and ``stats["storage_errors"]`` and a warning say so."""
         writes = self._state.storage_writes()
         if not writes or self._item_backend is None:
             return
+        if self._item_writer is not None:  # running: off the loop, replies held till done
+            self._item_writer.submit(writes, self._state.datagrams_to_send())
+            return
         try:
             self._item_backend.apply(writes)
         except Exception as exc:  # sqlite3.Error, OSError: the node goes on in memory
-            self.storage_errors += 1
-            log.warning("could not write %d item changes: %s", len(writes), exc)
+            self._storage_failed(len(writes), exc)
+
+    def _storage_failed(self, count: int, exc: Exception) -> None:
+        self.storage_errors += 1
+        log.warning("could not write %d item changes: %s", count, exc)
 
     def _core(self, call: Callable[[NodeState, float], T]) -> T:
         """``call(state, now)`` on the running core, then dispatch what it produced."""

@@ -163,6 +163,21 @@ class SourceBook:
             self._set(owner, peers, 0)
             self._relist(owner, infohash)
 
+    def drop_single(self, infohash: bytes, owner: bytes, counted: bool) -> None:
+        """A single-peer info-hash whose peer is from ``owner`` left the store: its peer
+        (``counted``: a public source's) and its ownership, in one look-up."""
+        key = _table_key(owner)
+        i, off = self._table.locate(key)
+        v = self._table.value_at(i, off)
+        peers = (int.from_bytes(v[:4], "big") if v else 0) - counted
+        listed = self._lists.get(owner)
+        loc = int.from_bytes(v[4:], "big") if v and listed is not None else 0
+        self._set_at(i, off, key, peers, loc)
+        if listed is not None:
+            off = find_aligned(listed, infohash, ID_LEN)
+            if off >= 0:
+                self._relist(owner, listed[:off] + listed[off + ID_LEN :])
+
     def disown(self, infohash: bytes, owner: bytes) -> None:
         """``infohash`` left the store."""
         listed = self._lists.get(owner)

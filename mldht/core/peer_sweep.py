@@ -21,7 +21,7 @@ from .peer_records import REC4, REC6, split_expired, stamp_at
 __all__ = ["Sweep"]
 
 _SINGLE = ID_LEN + REC4
-_DROP_COST = 25
+_DROP_COST = 10
 
 
 class Sweep:
@@ -107,7 +107,7 @@ class Sweep:
                 for rec in gone:
                     self._drop_single(rec[:ID_LEN], rec[ID_LEN:])
             i += 1
-            # a dropped peer costs about 25 looked at (its source's counters)
+            # a dropped peer costs about 10 looked at (its source's counters)
             yield len(shard) // _SINGLE + 1 + _DROP_COST * len(gone)
         for fam in (0, 1):
             general = self._general[fam]

@@ -570,7 +570,7 @@ def test_expire_some_is_bounded_and_a_sweep_finishes() -> None:
     calls = 0
     while ps.peer_count() > 1:
         dropped = ps.expire_some(20.0, 500)
-        assert dropped <= 500 // 25 + 2 * 40  # the budget, plus at most one shard
+        assert dropped <= 500 // 10 + 2 * 40  # the budget, plus at most one shard
         total += dropped
         calls += 1
         assert calls < 1000

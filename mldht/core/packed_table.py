@@ -20,8 +20,12 @@ it is stable within a process, not across processes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
+
+if TYPE_CHECKING:  # the core draws no randomness itself: an RNG is passed in
+    import random
 
 __all__ = ["PackedTable", "count_aligned", "find_aligned"]
 
@@ -153,6 +157,14 @@ class PackedTable:
         return shard[off + self.key_len : off + self.size]
 
     # -- whole shards (sweeps, exports, lookups by another field) -------------------------
+
+    def random_key(self, rng: random.Random) -> bytes | None:
+        """One stored key drawn uniformly, or None (then draw again: about 1 in 4 draws
+        hits a record). Rejection sampling over ``4 * per_shard`` slots a shard (a shard
+        holding more, which linear hashing makes rare, has its surplus under-drawn)."""
+        shard = self._shards[rng.randrange(len(self._shards))]
+        off = rng.randrange(4 * self._per_shard) * self.size
+        return shard[off : off + self.key_len] if off < len(shard) else None
 
     def shard_count(self) -> int:
         return len(self._shards)

@@ -608,3 +608,22 @@ def test_sources_owning_one_single_are_found_again() -> None:
     # a newcomer evicts the biggest owner's (the first to own two) oldest: ih 0
     assert ps.announce(ih_n(5000), ("10.9.9.9", 1), 1.0)
     assert ih_n(0) not in ps and ih_n(1000) in ps and len(ps) == 200
+
+
+def test_sample_of_a_big_store_draws_without_listing() -> None:
+    ps = PeerStore(random.Random(1), max_infohashes=5000)
+    singles = {ih_n(n) for n in range(3000)}
+    for n in range(3000):
+        ps.announce(ih_n(n), (_public_ip(n), 1), 0.0)
+    general = {ih_n(10_000 + n) for n in range(300)}
+    for n in range(300):
+        ps.announce(ih_n(10_000 + n), (_public_ip(n), 1), 0.0)
+        ps.announce(ih_n(10_000 + n), ("2001:db8::1", 1), 0.0)
+    seen: set[bytes] = set()
+    rng = random.Random(4)
+    for _ in range(200):
+        s = ps.sample(rng, 20)
+        assert len(s) == 20 and len(set(s)) == 20 and set(s) <= singles | general
+        seen.update(s)
+    # both kinds drawn, about in proportion (300 of 3,300 are general)
+    assert 0.04 < len(seen & general) / len(seen) < 0.2 and len(seen) > 2000

@@ -204,7 +204,7 @@ def start_child(kind: str, method: str, args: argparse.Namespace) -> subprocess.
 
 def finish_child(proc: subprocess.Popen[str]) -> dict[str, Any]:
     try:
-        out, _ = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=1800)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

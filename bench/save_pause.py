@@ -6,7 +6,8 @@ pinged every 5 ms from another socket while it saves; the longest gap between tw
 answers during the save is the pause the network sees (target: <= 50 ms at 10^6).
 Also measured: the save's duration, shutdown (the final save), start (until the node
 answers) and the load of the saved peers (in steps, while it answers), the longest gap
-during that load, and the size of the files. Prints one JSON object::
+during that load, the size of the files, and the CPU time of the core's steps on their
+own (one exported chunk, one loaded chunk: what one loop callback costs). Prints one JSON object::
 
     python bench/save_pause.py [--peers N] [--backend asyncio|trio]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import socket
 import tempfile
 import time
@@ -40,6 +42,43 @@ def fill(node: DHTNode, peers: int, per_infohash: int) -> None:
         ih = (i // per_infohash).to_bytes(20, "big")
         ip = f"{11 + i // 65536}.{i // 256 % 256}.{i % 256}.7"
         store.announce(ih, (ip, 1024 + i % 60000), now, seed=i % 3 == 0)
+
+
+def core_steps(node: DHTNode) -> dict[str, float]:
+    """CPU time of the core's steps a save and a load are made of, on their own: building
+    one exported chunk, and loading one chunk (into a fresh store, from the export). The
+    gaps measured around the save and the load add the worker thread's share of the GIL
+    and, on a loaded machine, the scheduler."""
+    from mldht.core.peer_store import PeerStore
+    from mldht.runtime.node import EXPORT_CHUNK, LOAD_CHUNK
+
+    store = node._state.peer_store
+    now = time.time()
+    chunks, export_max = [], 0.0
+    it = iter(store.export_chunks(now, EXPORT_CHUNK))
+    while True:
+        t = time.thread_time()
+        chunk = next(it, None)
+        export_max = max(export_max, time.thread_time() - t)
+        if chunk is None:
+            break
+        chunks.append(chunk)
+    entries = [e for c in chunks for e in c]
+    fresh = PeerStore(random.Random(1), max_infohashes=store.max_infohashes)
+    load_max = 0.0
+    stored = 0
+    t0 = time.thread_time()
+    for i in range(0, len(entries), LOAD_CHUNK):
+        t = time.thread_time()
+        stored += fresh.load(entries[i : i + LOAD_CHUNK], now)
+        load_max = max(load_max, time.thread_time() - t)
+    load_cpu = time.thread_time() - t0
+    return {
+        "export_chunk_cpu_max_ms": round(export_max * 1000, 2),
+        "load_chunk_cpu_max_ms": round(load_max * 1000, 2),
+        "load_cpu_us_per_peer": round(load_cpu / max(len(entries), 1) * 1e6, 2),
+        "load_stored": stored,
+    }
 
 
 async def pinged_while(node: DHTNode, action: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -95,6 +134,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         fill(node, args.peers, args.per_infohash)
         out["fill_s"] = round(time.perf_counter() - t0, 2)
         out["stored_peers"] = node.stats["stored_peers"]
+        out.update(core_steps(node))
         save_s, gap = await pinged_while(node, lambda: node._save(final=False))
         out["save_s"] = round(save_s, 3)
         out["save_max_unanswered_ms"] = round(gap * 1000, 1)

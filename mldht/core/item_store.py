@@ -57,6 +57,9 @@ class StoredItem:
     sig: bytes | None
     last_put: float
     put_count: int
+    source: bytes | None = None
+    """The /24 (IPv6: /64, packed prefix) whose put created it and is charged for it
+    (None: a local or unknown putter): saved so that the quotas hold after a restart."""
 
     @property
     def is_mutable(self) -> bool:
@@ -112,7 +115,9 @@ def _pack_mutable(k: bytes, salt: bytes, sig: bytes, v_bencoded: bytes) -> bytes
 def _unpack(target: bytes, rec: _Record) -> StoredItem:
     blob = rec.blob
     if rec.seq is None:
-        return StoredItem(target, blob, None, b"", None, None, rec.last_put, rec.put_count)
+        return StoredItem(
+            target, blob, None, b"", None, None, rec.last_put, rec.put_count, rec.source
+        )
     salt_end = _SALT_START + blob[_KEY_END]
     return StoredItem(
         target,
@@ -123,6 +128,7 @@ def _unpack(target: bytes, rec: _Record) -> StoredItem:
         blob[:_SIG_END],
         rec.last_put,
         rec.put_count,
+        rec.source,
     )
 
 
@@ -319,8 +325,10 @@ class ItemStore:
 
     # --- housekeeping ----------------------------------------------------------------
 
-    def expire(self, now: float) -> int:
+    def expire(self, now: float, limit: int | None = None) -> int:
         """Drop items whose last put is ``ttl`` or more before ``now``; returns how many.
+        With ``limit``, at most that many (the oldest): a caller that must not stall
+        calls it again while it returns ``limit``.
 
         Callers pass a non-decreasing ``now``: the scan stops at the first live item in
         put order. (An item put "in the past" is still hidden by :meth:`get` once expired.)
@@ -329,7 +337,7 @@ class ItemStore:
         # One pass from the oldest put: the dict is kept in put order. (Calling
         # next(iter(...)) per item would rescan deleted slots each time: quadratic.)
         for target, rec in self._items.items():
-            if now < rec.last_put + self.ttl:
+            if now < rec.last_put + self.ttl or len(expired) == limit:
                 break
             expired.append(target)
         for target in expired:
@@ -347,15 +355,21 @@ class ItemStore:
     def load(self, items: Iterable[StoredItem], now: float) -> int:
         """Take the saved items (at start): expired, malformed or surplus ones are dropped,
         and their deletion queued. Returns the number of items loaded. Items already in
-        memory are kept as they are."""
+        memory are kept as they are. Each item is charged to its saved source again: a
+        source over its quota keeps its oldest items (as if they were put again)."""
         loaded = 0
         for item in sorted(items, key=lambda it: it.last_put):
             if item.target in self._items:
                 continue
             blob = self._blob_of(item)
+            src = item.source if isinstance(item.source, bytes) else None
+            if src is not None and len(src) not in (3, 8):
+                blob = None  # not a /24 or /64 prefix: a damaged row
+            elif src is not None and self._src_items.get(src, 0) >= self.max_items_per_source:
+                blob = None
             rec = None
             if blob is not None and now < item.last_put + self.ttl:
-                rec = _Record(blob, item.seq, item.last_put, item.put_count)
+                rec = _Record(blob, item.seq, item.last_put, item.put_count, src)
                 try:
                     self._make_room(item.target, rec, None, now)
                 except KRPCError:

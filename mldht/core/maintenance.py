@@ -8,11 +8,21 @@
   and :attr:`Bootstrapper.next_retry`.
 * :class:`Maintenance`: every ``maintenance_interval``, the bootstrap retry when due, pings
   of questionable nodes, refresh lookups of stale buckets and the stores' expiry.
+
+No maintenance work runs as one long callback: the round only queues it, and a *step*
+every :data:`STEP_INTERVAL` seconds while work is queued starts at most
+:data:`LOOKUPS_PER_STEP` refresh lookups (the far-bucket lookups after a bootstrap
+too), sends at most :data:`PINGS_PER_STEP` pings and runs one bounded slice of each
+store's expiry (:meth:`~mldht.core.peer_store.PeerStore.expire_some`,
+:data:`ITEMS_PER_STEP` items).
 """
 
 from __future__ import annotations
 
-from .compact import Addr
+import math
+from collections import deque
+
+from .compact import Addr, NodeInfo
 from .context import Context
 from .ids import random_id_in_range
 from .item_store import ItemStore
@@ -20,12 +30,34 @@ from .krpc import Ping
 from .operations import BootstrapOp, FindNodeOp
 from .peer_store import PeerStore
 
-__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "Bootstrapper", "Maintenance"]
+__all__ = [
+    "BACKOFF_MAX",
+    "BACKOFF_MIN",
+    "ITEMS_PER_STEP",
+    "LOOKUPS_PER_STEP",
+    "PINGS_PER_STEP",
+    "STEP_INTERVAL",
+    "Bootstrapper",
+    "Maintenance",
+    "far_bucket_targets",
+]
 
 BACKOFF_MIN = 5.0
 """Seconds before the first bootstrap retry."""
 BACKOFF_MAX = 300.0
 """Upper bound of the bootstrap retry delay."""
+STEP_INTERVAL = 0.05
+"""Seconds between two steps of queued maintenance work."""
+LOOKUPS_PER_STEP = 2
+"""Refresh lookups started per step (40 a second: a far-bucket refresh of a 20-bucket
+table takes half a second)."""
+PINGS_PER_STEP = 8
+"""Pings of questionable nodes sent per step."""
+ITEMS_PER_STEP = 1_000
+"""Expired items dropped per step at most."""
+
+RefreshTarget = tuple[bytes, bool]
+"""A refresh lookup to start: (target, whether to start from the table's nodes)."""
 
 
 class Bootstrapper:
@@ -50,6 +82,8 @@ class Bootstrapper:
         """Self-lookups in a row that ended with an empty table (0 once a node is known)."""
         self.rejoins = 0
         """Times the table became empty after a join and the node joined again."""
+        self.refreshes: deque[RefreshTarget] = deque()
+        """Refresh lookups queued after a self-lookup, started by the maintenance steps."""
 
     def bootstrap(
         self, routers: list[Addr], now: float, *, as_nodes: bool = False, retry: bool = True
@@ -103,10 +137,10 @@ class Bootstrapper:
         else:
             self.next_retry = None
             self.backoff = BACKOFF_MIN
-        refresh_far_buckets(ctx, now)
+        self.refreshes.extend(far_bucket_targets(ctx))
 
 
-def refresh_far_buckets(ctx: Context, now: float) -> None:
+def far_bucket_targets(ctx: Context) -> list[RefreshTarget]:
     """A lookup for a random id in every bucket but the home one (after bootstrap).
 
     The self-lookup only fills buckets near our id; without this, the far half of
@@ -114,6 +148,7 @@ def refresh_far_buckets(ctx: Context, now: float) -> None:
     """
     own = int.from_bytes(ctx.node_id, "big")
     routing = ctx.routing
+    out: list[RefreshTarget] = []
     # At least the four farthest ranges, even while the table is a single bucket.
     for i in range(max(routing.bucket_count - 1, 4)):
         shift = 159 - i
@@ -123,11 +158,12 @@ def refresh_far_buckets(ctx: Context, now: float) -> None:
         # Nobody known in that range: our neighbours likely know nobody there either,
         # so ask the routers (queried only when no table node is a candidate).
         empty = not near or (int.from_bytes(near[0].id, "big") ^ lo) >> shift != 0
-        FindNodeOp(ctx, target, silent=True, use_table=not empty).start(now)
+        out.append((target, not empty))
+    return out
 
 
 class Maintenance:
-    """The periodic round (see the module docstring)."""
+    """The periodic round and the paced steps of its work (see the module docstring)."""
 
     def __init__(
         self,
@@ -141,24 +177,56 @@ class Maintenance:
         self._bootstrapper = bootstrapper
         self._peers = peer_store
         self._items = items
-        self.next_at = now + ctx.config.maintenance_interval
+        self.round_at = now + ctx.config.maintenance_interval
+        """When the next round is due."""
+        self._pings: deque[NodeInfo] = deque()
+        self._sweeping = False
+        self._last_step = -math.inf
+
+    def _pending(self) -> bool:
+        return bool(self._bootstrapper.refreshes or self._pings or self._sweeping)
+
+    @property
+    def next_at(self) -> float:
+        """When :meth:`handle_timer` has work to do next."""
+        if self._pending():
+            return min(self.round_at, self._last_step + STEP_INTERVAL)
+        return self.round_at
 
     def handle_timer(self, now: float) -> None:
-        if now >= self.next_at:
-            self.next_at = now + self._ctx.config.maintenance_interval
+        if now >= self.round_at:
+            self.round_at = now + self._ctx.config.maintenance_interval
             self.run(now)
+        elif self._pending() and now >= self._last_step + STEP_INTERVAL:
+            self.step(now)
 
     def run(self, now: float) -> None:
+        """The round: the bootstrap retry when due; queue pings, refreshes and expiry."""
         ctx = self._ctx
         boot = self._bootstrapper
         if boot.retry_due(now) or boot.rejoin_due(now):
             boot.next_retry = None
             boot.run(now)
         routing = ctx.routing
-        for node in routing.nodes_to_ping(now):
-            ctx.send_query(node.addr, Ping(ctx.node_id), now, None, node.id)
+        self._pings.extend(routing.nodes_to_ping(now))
         if len(routing):
-            for target in routing.buckets_to_refresh(now):
-                FindNodeOp(ctx, target, silent=True).start(now)
-        self._peers.expire(now)
-        self._items.expire(now)
+            boot.refreshes.extend((t, True) for t in routing.buckets_to_refresh(now))
+        self._sweeping = True
+        self.step(now)
+
+    def step(self, now: float) -> None:
+        """One bounded slice of the queued work."""
+        self._last_step = now
+        ctx = self._ctx
+        refreshes = self._bootstrapper.refreshes
+        for _ in range(min(LOOKUPS_PER_STEP, len(refreshes))):
+            target, use_table = refreshes.popleft()
+            FindNodeOp(ctx, target, silent=True, use_table=use_table).start(now)
+        pings = self._pings
+        for _ in range(min(PINGS_PER_STEP, len(pings))):
+            node = pings.popleft()
+            ctx.send_query(node.addr, Ping(ctx.node_id), now, None, node.id)
+        if self._sweeping:
+            self._peers.expire_some(now)
+            items_left = self._items.expire(now, ITEMS_PER_STEP) >= ITEMS_PER_STEP
+            self._sweeping = items_left or self._peers.sweeping

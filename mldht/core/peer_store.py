@@ -1,57 +1,57 @@
 """Announced peers (BEP 5), scrape filters (BEP 33) and info-hash samples (BEP 51).
 
-Storage layout (memory matters: a public node may hold a million peers). Per info-hash
-and address family the peers live in one ``bytes`` object of fixed-size records::
+Storage layout (memory matters: a public node may hold a million peers, most info-hashes
+with a single one). Peers are fixed-size records (:mod:`mldht.core.peer_records`), one
+per IP (BEP 33: a repeat announce replaces it with the new port, seed flag and expiry).
 
-    IPv4: ip (4) | port (2, big-endian) | stamp (4)     = 10 bytes
-    IPv6: ip (16) | port (2, big-endian) | stamp (4)    = 22 bytes
+* An info-hash holding one IPv4 peer lives in the *single-peer table*, a
+  :class:`~mldht.core.packed_table.PackedTable` of ``info-hash | record`` (30 bytes,
+  no Python object of its own). A second peer (or an IPv6 one) moves it to
+* the *general tables*: per address family, info-hash -> one immutable ``bytes`` of
+  records sorted by expiry. The TTL is constant and the store's clock never goes
+  backwards, so a new or refreshed record is appended, and expired records always form
+  a prefix that is cut in one step.
 
-``stamp = expiry << 1 | seed``, where ``expiry`` is a whole second on the store's own
-clock (seconds since the first ``now`` it saw). The first bytes of a record are the
-compact peer itself, so a ``values`` entry is a slice. Records are kept sorted by
-expiry: the TTL is constant and the store's clock never goes backwards, so a new or
-refreshed record is appended, and expired records always form a prefix that is cut in
-one step. There is one record per IP (BEP 33): a repeat announce moves it to the end
-with the new port, seed flag and expiry.
+Abuse limits (per-source quotas, no bogons, fair-share eviction of a full store):
+see :mod:`mldht.core.peer_sources`, where their counters live.
 
-The arrays are immutable ``bytes``, rebuilt on each change: a ``bytes`` object is one
-allocation with no spare capacity, about 70 bytes less per info-hash than a
-``bytearray``, which matters because most info-hashes hold only a few peers. The copy
-is cheap next to the rest of an announce (10 KB for 1000 IPv4 peers).
-
-Abuse limits (a peer's IP is always the announcer's source IP, BEP 5). A *source* is the
-announcer's /24 (IPv6: /64); local-network addresses (loopback, private) are exempt
-from the quotas, each such IP counting alone, and bogon addresses (unspecified,
-multicast, broadcast, reserved, and local ones when our node is public:
-``local_network=False``) are never stored (:mod:`mldht.core.netaddr`):
-
-* a source holds at most ``max_peers_per_source`` peer entries in the whole store and
-  at most ``max_peers_per_source_per_infohash`` in one info-hash;
-* every stored info-hash is charged to its *owner*, the source whose announce created
-  it. When the store holds ``max_infohashes`` (after sweeping expired entries), an
-  announce for a new info-hash from source S evicts one info-hash of the owner H that
-  owns the most, provided H owns more than S would after the announce (more than
-  ``owned(S) + 1``); otherwise it is refused (and :meth:`PeerStore.can_accept` tells the
-  ``get_peers`` handler to withhold the token). The victim is, among H's eight oldest
-  info-hashes, the least popular: the one announced from the fewest distinct sources
-  (popularity counts distinct /24s, not announces), the oldest on a tie. So a flood
-  from many addresses only ever pushes out the flooders' own info-hashes while any
-  source owning fewer than the biggest owner (an honest announcer) still gets in: the
-  store converges to an equal share per source (max-min fairness), and honest
-  announces are never locked out by a full store.
+Expiry is lazy (an expired peer is never returned, and is dropped when its info-hash is
+touched) and swept incrementally: :meth:`PeerStore.expire_some` does a bounded slice of
+a sweep, so no single call walks a million peers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DecodeError, InvalidArgument
+from ..errors import InvalidArgument
+from .bep33 import (
+    BLOOM_BITS,
+    BLOOM_BYTES,
+    bloom_estimate,
+    bloom_insert,
+    bloom_union,
+    scrape_bloom,
+)
 from .compact import ip_from_bytes, ip_to_bytes
 from .ids import ID_LEN
 from .netaddr import LOCAL, PUBLIC, classify_packed, local_allowed, source_of_packed
+from .packed_table import PackedTable, count_aligned, find_aligned
+from .peer_records import (
+    REC4,
+    REC6,
+    first_live,
+    insert_sorted,
+    live_entries,
+    parse_saved,
+    pick_values,
+    scrape_filters,
+    stamp_at,
+)
+from .peer_sources import SourceBook
+from .peer_sweep import Sweep
 
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
@@ -63,6 +63,7 @@ __all__ = [
     "BLOOM_BYTES",
     "DEFAULT_PEER_TTL",
     "DEFAULT_VALUES_BUDGET",
+    "SWEEP_STEP",
     "PeerStore",
     "bloom_estimate",
     "bloom_insert",
@@ -78,123 +79,19 @@ DEFAULT_VALUES_BUDGET = 400
 ``6:...``) or 19 IPv6 peers (21 bytes each), which leaves room for the id, the token,
 8 nodes and the envelope within the 1024-byte datagram limit (BEP 32)."""
 
-_REC4 = 10
-_REC6 = 22
+SWEEP_STEP = 2_000
+"""Work of one :meth:`PeerStore.expire_some` call by default: peers looked at, a peer
+dropped counting 10 (its source's counters): about a millisecond."""
+
+_SINGLE = ID_LEN + REC4
 _STAMP_MAX = (1 << 31) - 1
 _VICTIM_WINDOW = 8
 """How many of the biggest owner's oldest info-hashes eviction compares by popularity."""
 
 
-# ---------------------------------------------------------------------------------------
-# BEP 33 bloom filters
-
-
-BLOOM_BYTES = 256
-BLOOM_BITS = 8 * BLOOM_BYTES
-_BLOOM_K = 2
-
-
-def bloom_insert(bloom: bytearray, ip: str | bytes) -> None:
-    """Add an IP (text or 4/16 packed bytes; never a port) to a 256-byte BEP 33 filter."""
-    h = hashlib.sha1(ip_to_bytes(ip)).digest()
-    # BEP 33: the two indices are bytes 0-1 and 2-3 read little-endian; bits LSB-first.
-    i1 = (h[0] | h[1] << 8) % BLOOM_BITS
-    i2 = (h[2] | h[3] << 8) % BLOOM_BITS
-    bloom[i1 >> 3] |= 1 << (i1 & 7)
-    bloom[i2 >> 3] |= 1 << (i2 & 7)
-
-
-def scrape_bloom(ips: Iterable[str | bytes | Addr]) -> bytes:
-    """The BEP 33 filter (256 bytes) of a set of IPs; an (ip, port) pair counts its IP."""
-    bloom = bytearray(BLOOM_BYTES)
-    for ip in ips:
-        bloom_insert(bloom, ip[0] if isinstance(ip, tuple) else ip)
-    return bytes(bloom)
-
-
-def bloom_union(blooms: Iterable[bytes]) -> bytes:
-    """OR filters together (BEP 33: how filters from several nodes combine)."""
-    acc = 0
-    for b in blooms:
-        if len(b) != BLOOM_BYTES:
-            raise DecodeError(f"BEP 33 filter must be {BLOOM_BYTES} bytes, got {len(b)}")
-        acc |= int.from_bytes(b, "big")
-    return acc.to_bytes(BLOOM_BYTES, "big")
-
-
-def bloom_estimate(bloom: bytes) -> float:
-    """Estimated number of distinct IPs in a BEP 33 filter.
-
-    An all-zero filter gives 0.0 (the BEP formula would give 0.5); a full one gives
-    ``math.inf``, meaning saturated (beyond about 8000). A filter that is not 256 bytes
-    raises :class:`DecodeError` (filters come from the network).
-    """
-    if len(bloom) != BLOOM_BYTES:
-        raise DecodeError(f"BEP 33 filter must be {BLOOM_BYTES} bytes, got {len(bloom)}")
-    zeros = BLOOM_BITS - int.from_bytes(bloom, "big").bit_count()
-    if zeros == BLOOM_BITS:
-        return 0.0
-    if zeros == 0:
-        return math.inf
-    return math.log(zeros / BLOOM_BITS) / (_BLOOM_K * math.log(1 - 1 / BLOOM_BITS))
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers on record arrays
-
-
-def _stamp_at(arr: bytes, index: int, size: int) -> int:
-    off = index * size + size - 4
-    return int.from_bytes(arr[off : off + 4], "big")
-
-
-def _find_ip(arr: bytes, ip: bytes, size: int) -> int:
-    """Byte offset of the record whose IP is ``ip``, or -1."""
-    pos = arr.find(ip)
-    while pos >= 0:
-        if pos % size == 0:
-            return pos
-        # An unaligned hit (inside another record): resume at the next record start.
-        pos = arr.find(ip, (pos // size + 1) * size)
-    return -1
-
-
-def _first_live(arr: bytes, size: int, now_rel: float) -> int:
-    """Index of the first record whose expiry is after ``now_rel`` (records are sorted)."""
-    lo, hi = 0, len(arr) // size
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _stamp_at(arr, mid, size) >> 1 > now_rel:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _insert_sorted(arr: bytes, rec: bytes, size: int) -> bytes:
-    """``arr`` with ``rec`` inserted after every record expiring no later than it."""
-    stamp = int.from_bytes(rec[-4:], "big") >> 1
-    n = len(arr) // size
-    if not n or _stamp_at(arr, n - 1, size) >> 1 <= stamp:
-        return arr + rec
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if _stamp_at(arr, mid, size) >> 1 <= stamp:
-            lo = mid + 1
-        else:
-            hi = mid
-    return arr[: lo * size] + rec + arr[lo * size :]
-
-
-class _Owner:
-    """A source (or local IP) and the info-hashes it created, oldest first."""
-
-    __slots__ = ("infohashes", "key")
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.infohashes: dict[bytes, None] = {}
+def _owner_of(packed: bytes) -> bytes:
+    """The source key of an address: its /24 or /64, or itself when local."""
+    return source_of_packed(packed) or packed
 
 
 class PeerStore:
@@ -210,28 +107,26 @@ class PeerStore:
       ``max_peers_per_source_per_infohash`` (a source is a public /24 or /64), and no
       bogon addresses (``local_network``: our own address scope, see netaddr);
     * expiry is exact to the second (an entry never outlives its TTL) and lazy: expired
-      entries are never returned, and are dropped when their info-hash is touched or by
-      :meth:`expire`, which costs one check per stored info-hash.
+      entries are never returned, and are dropped when their info-hash is touched, by
+      :meth:`expire_some` (a bounded slice of a sweep) or :meth:`expire` (a whole one).
 
     All times are the caller's ``now`` (seconds); a ``now`` earlier than one already seen
     is treated as that one. ``rng`` picks random subsets of peers.
     """
 
     __slots__ = (
+        "_book",
         "_by_family",
-        "_by_size",
         "_epoch",
         "_last_reclaim",
         "_last_rel",
         "_local_ok",
-        "_max_owned",
         "_n_infohashes",
         "_n_peers",
-        "_next_expiry",
-        "_owned",
         "_owner",
         "_rng",
-        "_src_peers",
+        "_single",
+        "_sweep",
         "max_infohashes",
         "max_peers_per_infohash",
         "max_peers_per_source",
@@ -266,18 +161,15 @@ class PeerStore:
         self.max_peers_per_source = max_peers_per_source
         self.max_peers_per_source_per_infohash = max_peers_per_source_per_infohash
         self._local_ok = local_allowed(local_network)
-        # peer entries per public source (/24 or /64 prefix)
-        self._src_peers: dict[bytes, int] = {}
-        # info-hash -> owner (the source, or a local IP, whose announce created it);
-        # owner -> its info-hashes, oldest first; how many own n info-hashes (eviction)
-        self._owner: dict[bytes, _Owner] = {}
-        self._owned: dict[bytes, _Owner] = {}
-        self._by_size: dict[int, dict[_Owner, None]] = {}
-        self._max_owned = 0
-        # a lower bound on every stored record's expiry (sweeps before it find nothing)
-        self._next_expiry: float = math.inf
-        # (IPv4 records, IPv6 records), each info-hash -> record array.
+        self._book = SourceBook()
+        # info-hashes with one IPv4 peer: info-hash -> record (owned by the peer's source)
+        self._single = PackedTable(ID_LEN, REC4)
+        # (IPv4 records, IPv6 records), each info-hash -> record array; the owners of
+        # the info-hashes held there
         self._by_family: tuple[dict[bytes, bytes], dict[bytes, bytes]] = ({}, {})
+        self._owner: dict[bytes, bytes] = {}
+        # a lower bound on every stored record's expiry (sweeps before it find nothing)
+        self._sweep = Sweep(self._single, self._drop_single, self._by_family, self._trim)
         self._epoch: float | None = None
         self._last_rel = 0.0
         self._last_reclaim = -math.inf
@@ -302,14 +194,19 @@ class PeerStore:
     def _count(self, infohash: bytes) -> int:
         a4 = self._by_family[0].get(infohash)
         a6 = self._by_family[1].get(infohash)
-        return (len(a4) // _REC4 if a4 else 0) + (len(a6) // _REC6 if a6 else 0)
+        if a4 is None and a6 is None:
+            return 1 if self._single.get(infohash) is not None else 0
+        return (len(a4) // REC4 if a4 else 0) + (len(a6) // REC6 if a6 else 0)
+
+    def _general(self, infohash: bytes) -> bool:
+        return infohash in self._by_family[0] or infohash in self._by_family[1]
 
     def _trim(self, fam: int, infohash: bytes, arr: bytes, rel: float) -> bytes | None:
         """Drop the expired prefix of one array: the live array, or None if none is left."""
-        size = _REC4 if fam == 0 else _REC6
-        if _stamp_at(arr, 0, size) >> 1 > rel:
+        size = REC4 if fam == 0 else REC6
+        if stamp_at(arr, 0, size) >> 1 > rel:
             return arr
-        cut = _first_live(arr, size, rel)
+        cut = first_live(arr, size, rel)
         self._n_peers -= cut
         self._uncount(arr[: cut * size], size)
         table = self._by_family[fam]
@@ -322,125 +219,105 @@ class PeerStore:
             self._disown(infohash)
         return None
 
+    def _disown(self, infohash: bytes) -> None:
+        owner = self._owner.pop(infohash, None)
+        if owner is not None:
+            self._book.disown(infohash, owner)
+
+    # -- the single-peer table ------------------------------------------------------------
+
+    def _single_live(self, infohash: bytes, rel: float) -> bytes | None:
+        """The record of a single-peer info-hash, dropping it if it expired."""
+        rec = self._single.get(infohash)
+        if rec is None or int.from_bytes(rec[6:], "big") >> 1 > rel:
+            return rec
+        self._single.pop(infohash)
+        self._drop_single(infohash, rec)
+        return None
+
+    def _drop_single(self, infohash: bytes, rec: bytes) -> None:
+        """Account for a record that left the single-peer table."""
+        self._n_peers -= 1
+        self._n_infohashes -= 1
+        src = source_of_packed(rec[:4])
+        self._book.drop_single(infohash, src or rec[:4], src is not None)
+
+    def _resolve(self, loc: int, owner: bytes) -> bytes:
+        """The single-peer info-hash an unlisted ``owner`` owns, in shard ``loc``."""
+        table = self._single
+        shard = table.shard(table.index_of_hash(loc))
+        off = find_aligned(shard, owner, _SINGLE, at=ID_LEN)
+        return shard[off : off + ID_LEN] if off >= 0 else b""
+
+    def _promote(self, infohash: bytes, rec: bytes) -> None:
+        """A single-peer info-hash gets a second peer: move it to the general tables."""
+        self._single.pop(infohash)
+        self._by_family[0][infohash] = rec
+        owner = self._owner[infohash] = _owner_of(rec[:4])
+        self._book.list_owned(owner, infohash)
+
     # -- per-source accounting ------------------------------------------------------------
 
     def _uncount(self, recs: bytes, size: int) -> None:
         """Records leave the store: take them off their sources' counts."""
-        counts = self._src_peers
+        book = self._book
         for off in range(0, len(recs), size):
             src = source_of_packed(recs[off : off + size - 6])
             if src is not None:
-                left = counts[src] - 1
-                if left:
-                    counts[src] = left
-                else:
-                    del counts[src]
+                book.add_peers(src, -1)
 
-    def _resize(self, owner: _Owner, old: int, new: int) -> None:
-        by_size = self._by_size
-        if old:
-            group = by_size[old]
-            del group[owner]
-            if not group:
-                del by_size[old]
-        if new:
-            by_size.setdefault(new, {})[owner] = None
-            if new > self._max_owned:
-                self._max_owned = new
-
-    def _own(self, infohash: bytes, key: bytes) -> None:
-        owner = self._owned.get(key)
-        if owner is None:
-            owner = self._owned[key] = _Owner(key)
-        owned = owner.infohashes
-        owned[infohash] = None
-        self._owner[infohash] = owner
-        self._resize(owner, len(owned) - 1, len(owned))
-
-    def _disown(self, infohash: bytes) -> None:
-        owner = self._owner.pop(infohash, None)
-        if owner is None:
-            return
-        owned = owner.infohashes
-        del owned[infohash]
-        if not owned:
-            del self._owned[owner.key]
-        self._resize(owner, len(owned) + 1, len(owned))
-
-    def _heaviest(self) -> _Owner | None:
-        """The owner with the most info-hashes (the earliest to get there on a tie)."""
-        while self._max_owned and self._max_owned not in self._by_size:
-            self._max_owned -= 1
-        if not self._max_owned:
-            return None
-        return next(iter(self._by_size[self._max_owned]))
-
-    def _may_evict_for(self, key: bytes) -> _Owner | None:
-        """The owner to evict from so that owner ``key`` gets a new info-hash, or None."""
-        heaviest = self._heaviest()
-        if heaviest is None or heaviest.key == key:
-            return None
-        mine = self._owned.get(key)
-        if self._max_owned <= (len(mine.infohashes) if mine else 0) + 1:
-            return None
-        return heaviest
+    def _add_count(self, src: bytes | None) -> None:
+        self._n_peers += 1
+        if src is not None:
+            self._book.add_peers(src, 1)
 
     def popularity(self, infohash: bytes) -> int:
         """Distinct sources (/24, /64; each local IP alone) announcing ``infohash``."""
+        if not self._general(infohash):
+            return 1 if self._single.get(infohash) is not None else 0
         seen: set[bytes] = set()
-        for fam, size in ((0, _REC4), (1, _REC6)):
+        for fam, size in ((0, REC4), (1, REC6)):
             arr = self._by_family[fam].get(infohash)
             if arr:
                 for off in range(0, len(arr), size):
-                    raw = arr[off : off + size - 6]
-                    seen.add(source_of_packed(raw) or raw)
+                    seen.add(_owner_of(arr[off : off + size - 6]))
         return len(seen)
 
-    def _evict_from(self, owner: _Owner) -> None:
+    def _evict_from(self, owner: bytes) -> None:
         """Drop the least popular of ``owner``'s oldest info-hashes, all its peers."""
-        oldest = []
-        for ih in owner.infohashes:
-            oldest.append(ih)
-            if len(oldest) >= _VICTIM_WINDOW:
-                break
-        victim = min(oldest, key=self.popularity)  # min keeps the oldest on a tie
-        for fam, size in ((0, _REC4), (1, _REC6)):
-            arr = self._by_family[fam].pop(victim, None)
+        oldest = self._book.oldest(owner, _VICTIM_WINDOW)
+        self._drop_infohash(min(oldest, key=self.popularity))  # min keeps the oldest on a tie
+
+    def _drop_infohash(self, infohash: bytes) -> None:
+        rec = self._single.pop(infohash)
+        if rec is not None:
+            self._drop_single(infohash, rec)
+            return
+        for fam, size in ((0, REC4), (1, REC6)):
+            arr = self._by_family[fam].pop(infohash, None)
             if arr is not None:
                 self._n_peers -= len(arr) // size
                 self._uncount(arr, size)
         self._n_infohashes -= 1
-        self._disown(victim)
+        self._disown(infohash)
 
     def _source_full(
         self, infohash: bytes, packed: bytes, src: bytes, arr: bytes | None, rel: float
     ) -> bool:
         """Whether public source ``src`` may add no entry for ``infohash`` (its quotas).
 
-        A source at its total quota may hold expired entries not yet dropped: the store
-        is swept first, at most once per second of store time (as for a full store).
+        A source at its total quota may hold expired entries not yet dropped: a slice of
+        the sweep runs first, at most once per second of store time (as for a full store).
         """
-        if self._src_peers.get(src, 0) >= self.max_peers_per_source:
-            if rel - self._last_reclaim < 1.0:
-                return True
-            self._last_reclaim = rel
-            self._expire(rel)
-            if self._src_peers.get(src, 0) >= self.max_peers_per_source:
-                return True
+        if self._book.peers(src) >= self.max_peers_per_source and (
+            not self._reclaim(rel) or self._book.peers(src) >= self.max_peers_per_source
+        ):
+            return True
         if not arr:
             return False
-        size = _REC4 if len(packed) == 4 else _REC6
-        n = 0
-        pos = arr.find(src)
-        while pos >= 0:
-            if pos % size == 0:
-                n += 1
-                if n >= self.max_peers_per_source_per_infohash:
-                    return True
-                pos = arr.find(src, pos + size)
-            else:
-                pos = arr.find(src, (pos // size + 1) * size)
-        return False
+        size = REC4 if len(packed) == 4 else REC6
+        limit = self.max_peers_per_source_per_infohash
+        return count_aligned(arr, src, size, limit) >= limit
 
     def _admissible(self, packed: bytes) -> bool:
         cls = classify_packed(packed)
@@ -448,38 +325,49 @@ class PeerStore:
 
     def _live(self, infohash: bytes, rel: float) -> list[tuple[bytes, int]]:
         """The non-empty, trimmed record arrays of an info-hash, with their record size."""
+        if not self._general(infohash):
+            rec = self._single_live(infohash, rel)
+            return [] if rec is None else [(rec, REC4)]
         out = []
         for fam in (0, 1):
             arr = self._by_family[fam].get(infohash)
             if arr is not None:
                 arr = self._trim(fam, infohash, arr, rel)
                 if arr is not None:
-                    out.append((arr, _REC4 if fam == 0 else _REC6))
+                    out.append((arr, REC4 if fam == 0 else REC6))
         return out
 
     def _put(
         self, infohash: bytes, packed: bytes, port: int, seed: bool, expiry: int, rel: float
     ) -> bool:
         fam = 0 if len(packed) == 4 else 1
-        size = _REC4 if fam == 0 else _REC6
-        if expiry < self._next_expiry:
-            self._next_expiry = expiry
+        size = REC4 if fam == 0 else REC6
+        self._sweep.stored(expiry)
         rec = packed + port.to_bytes(2, "big") + ((expiry << 1) | seed).to_bytes(4, "big")
-        table = self._by_family[fam]
         src = source_of_packed(packed)
+        if not self._general(infohash):
+            single = self._single_live(infohash, rel)
+            if single is None and fam == 0:
+                return self._put_single(infohash, rec, src or packed, src, rel)
+            if single is not None:
+                if single[:4] == packed:  # BEP 33: the repeat announce replaces it
+                    self._single.put(infohash, rec)
+                    return True
+                self._promote(infohash, single)
+        table = self._by_family[fam]
         arr = table.get(infohash)
         if arr is not None:
             arr = self._trim(fam, infohash, arr, rel)
         if arr is not None:
-            pos = _find_ip(arr, packed, size)
+            pos = find_aligned(arr, packed, size)
             if pos >= 0:  # BEP 33: one entry per IP; the repeat announce replaces it
-                table[infohash] = _insert_sorted(arr[:pos] + arr[pos + size :], rec, size)
+                table[infohash] = insert_sorted(arr[:pos] + arr[pos + size :], rec, size)
                 return True
             if self._count(infohash) >= self.max_peers_per_infohash:
                 return False
             if src is not None and self._source_full(infohash, packed, src, arr, rel):
                 return False
-            table[infohash] = _insert_sorted(arr, rec, size)
+            table[infohash] = insert_sorted(arr, rec, size)
             self._add_count(src)
             return True
         if src is not None and self._source_full(infohash, packed, src, None, rel):
@@ -488,63 +376,80 @@ class PeerStore:
         if other is not None:
             other = self._trim(1 - fam, infohash, other, rel)
         if other is None:
-            if not self._room_for_infohash(rel, src or packed, evict=True):
+            owner = src or packed
+            if not self._room_for_infohash(rel, owner, evict=True):
                 return False
             self._n_infohashes += 1
-            self._own(infohash, src or packed)
+            self._owner[infohash] = owner
+            self._book.own(infohash, owner, None, self._resolve)
         elif self._count(infohash) >= self.max_peers_per_infohash:
             return False
         table[infohash] = rec
         self._add_count(src)
         return True
 
-    def _add_count(self, src: bytes | None) -> None:
+    def _put_single(
+        self, infohash: bytes, rec: bytes, owner: bytes, src: bytes | None, rel: float
+    ) -> bool:
+        """A new info-hash announced from an IPv4 address: a single-peer entry."""
+        if src is not None and self._source_full(infohash, rec[:4], src, None, rel):
+            return False
+        if not self._room_for_infohash(rel, owner, evict=True):
+            return False
+        # owned before it is stored: the owner's earlier single is found by its address
+        self._book.own_single(infohash, owner, src is not None, hash(infohash), self._resolve)
+        self._single.put(infohash, rec)
+        self._n_infohashes += 1
         self._n_peers += 1
-        if src is not None:
-            self._src_peers[src] = self._src_peers.get(src, 0) + 1
+        return True
 
     def _room_for_infohash(self, rel: float, owner: bytes, *, evict: bool) -> bool:
-        """Whether a new info-hash of ``owner`` fits; at the cap, sweep expired ones
-        first, then (``evict``) make room by fair share (module docstring).
-
-        The sweep costs one check per info-hash, so it runs at most once per second of
-        store time: a flood of announces for new hashes cannot make every one pay it.
+        """Whether a new info-hash of ``owner`` fits; at the cap, sweep a slice of the
+        expired ones first, then (``evict``) make room by fair share (module docstring).
         """
         if self._n_infohashes < self.max_infohashes:
             return True
-        if rel - self._last_reclaim >= 1.0:
-            self._last_reclaim = rel
-            self._expire(rel)
-            if self._n_infohashes < self.max_infohashes:
-                return True
-        victim_owner = self._may_evict_for(owner)
+        if self._reclaim(rel) and self._n_infohashes < self.max_infohashes:
+            return True
+        victim_owner = self._book.may_evict_for(owner)
         if victim_owner is None:
             return False
         if evict:
             self._evict_from(victim_owner)
         return True
 
-    def _expire(self, rel: float) -> int:
-        if rel < self._next_expiry:
-            return 0  # no record expires before _next_expiry: nothing to sweep
+    def _reclaim(self, rel: float) -> bool:
+        """A slice of the expiry sweep for a full store or source; at most once per second
+        of store time, so a flood of announces cannot make every one pay for it."""
+        if rel - self._last_reclaim < 1.0:
+            return False
+        self._last_reclaim = rel
+        self._expire_some(rel, SWEEP_STEP)
+        return True
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def _expire_some(self, rel: float, budget: int) -> int:
+        """Advance the sweep by about ``budget`` records; the peers dropped."""
         before = self._n_peers
-        soonest = math.inf
-        for fam in (0, 1):
-            table = self._by_family[fam]
-            size = _REC4 if fam == 0 else _REC6
-            stale = []
-            for ih, arr in table.items():
-                first = _stamp_at(arr, 0, size) >> 1
-                if first <= rel:
-                    stale.append(ih)
-                elif first < soonest:
-                    soonest = first
-            for ih in stale:
-                left = self._trim(fam, ih, table[ih], rel)
-                if left is not None:
-                    soonest = min(soonest, _stamp_at(left, 0, size) >> 1)
-        self._next_expiry = soonest
+        self._sweep.run(rel, budget)
         return before - self._n_peers
+
+    def expire_some(self, now: float, budget: int = SWEEP_STEP) -> int:
+        """A slice of the expiry sweep: looks at about ``budget`` peers or info-hashes and
+        returns how many peers it dropped. Call it often (the maintenance round does);
+        each whole sweep starts over, and none runs while nothing can have expired."""
+        return self._expire_some(self._clock(now), budget)
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether an expiry sweep is under way (:meth:`expire_some` has more to do)."""
+        return self._sweep.running
+
+    def expire(self, now: float) -> int:
+        """Drop every expired peer; returns how many. Walks the whole store: a node calls
+        :meth:`expire_some` instead (expired peers are never returned anyway)."""
+        return self._expire_some(self._clock(now), _STAMP_MAX)
 
     # -- public API -----------------------------------------------------------------------
 
@@ -588,17 +493,15 @@ class PeerStore:
             if not self._admissible(packed):
                 return False
             rel = self._clock(now) if now is not None else self._last_rel
-            fam = 0 if len(packed) == 4 else 1
-            size = _REC4 if fam == 0 else _REC6
-            arr = self._by_family[fam].get(infohash)
-            if arr is not None:
-                arr = self._trim(fam, infohash, arr, rel)
-            if arr is not None and _find_ip(arr, packed, size) >= 0:
+            size = REC4 if len(packed) == 4 else REC6
+            live = self._live(infohash, rel)
+            arr = next((a for a, s in live if s == size), None)
+            if arr is not None and find_aligned(arr, packed, size) >= 0:
                 return True
             src = source_of_packed(packed)
             if src is not None and self._source_full(infohash, packed, src, arr, rel):
                 return False
-            if self._live(infohash, rel):
+            if live:
                 return self._count(infohash) < self.max_peers_per_infohash
             return self._room_for_infohash(rel, src or packed, evict=False)
         if now is not None:
@@ -608,7 +511,7 @@ class PeerStore:
             if self._n_infohashes < self.max_infohashes:
                 return True
             return self._room_for_infohash(rel, b"", evict=False)
-        if infohash in self._by_family[0] or infohash in self._by_family[1]:
+        if infohash in self:
             return self._count(infohash) < self.max_peers_per_infohash
         return self._n_infohashes < self.max_infohashes
 
@@ -636,37 +539,11 @@ class PeerStore:
         if family is not None:
             if family not in (4, 6):
                 raise InvalidArgument(f"family must be 4, 6 or None, got {family}")
-            want = _REC4 if family == 4 else _REC6
+            want = REC4 if family == 4 else REC6
             pools = [p for p in pools if p[1] == want]
         if max_count <= 0 or not pools:
             return []
-        rng = rng or self._rng
-        # Candidate records as (array, byte offset, record size).
-        picks: list[tuple[bytes, int, int]]
-        if noseed:
-            cands = [
-                (arr, off, size)
-                for arr, size in pools
-                for off in range(0, len(arr), size)
-                if not arr[off + size - 1] & 1
-            ]
-            picks = rng.sample(cands, min(max_count, len(cands)))
-        else:
-            n4 = len(pools[0][0]) // pools[0][1]
-            total = sum(len(arr) // size for arr, size in pools)
-            picks = []
-            for i in rng.sample(range(total), min(max_count, total)):
-                arr, size = pools[0] if i < n4 else pools[1]
-                j = i if i < n4 else i - n4
-                picks.append((arr, j * size, size))
-        out: list[bytes] = []
-        budget = max_bytes
-        for arr, off, size in picks:
-            cost = size - 4 + (2 if size == _REC4 else 3)
-            if cost <= budget:
-                budget -= cost
-                out.append(arr[off : off + size - 4])
-        return out
+        return pick_values(pools, max_count, rng or self._rng, noseed, max_bytes)
 
     def get_peers(
         self,
@@ -704,28 +581,16 @@ class PeerStore:
         pools = self._live(bytes(infohash), self._clock(now))
         if not pools:
             return None
-        seeds = bytearray(BLOOM_BYTES)
-        peers = bytearray(BLOOM_BYTES)
-        for arr, size in pools:
-            for off in range(0, len(arr), size):
-                target = seeds if arr[off + size - 1] & 1 else peers
-                bloom_insert(target, arr[off : off + size - 6])
-        return bytes(seeds), bytes(peers)
-
-    def expire(self, now: float) -> int:
-        """Drop every expired peer; returns how many. One check per stored info-hash.
-
-        Optional: expired peers are never returned anyway, and a full store sweeps
-        itself before refusing a new info-hash. Calling it now and then frees memory.
-        """
-        return self._expire(self._clock(now))
+        return scrape_filters(pools)
 
     def __len__(self) -> int:
         """Number of info-hashes stored (expired ones count until dropped)."""
         return self._n_infohashes
 
     def __contains__(self, infohash: object) -> bool:
-        return infohash in self._by_family[0] or infohash in self._by_family[1]
+        if not isinstance(infohash, bytes):
+            return False
+        return self._general(infohash) or self._single.get(infohash) is not None
 
     def peer_count(self) -> int:
         """Number of peers stored, all info-hashes (expired ones count until dropped)."""
@@ -734,71 +599,63 @@ class PeerStore:
     def infohashes(self) -> list[bytes]:
         """Every stored info-hash, once."""
         v4, v6 = self._by_family
-        return list(v4) + [ih for ih in v6 if ih not in v4]
+        out = list(v4) + [ih for ih in v6 if ih not in v4]
+        for shard in self._single.shards():
+            out += [shard[off : off + ID_LEN] for off in range(0, len(shard), _SINGLE)]
+        return out
 
     def sample(self, rng: random.Random, n: int = 20) -> list[bytes]:
         """Up to ``n`` distinct stored info-hashes chosen at random (BEP 51 ``samples``).
 
-        Costs O(number of info-hashes): the BEP 51 handler should reuse a sample until
-        its ``interval`` elapses, as the BEP allows.
+        Single-peer ones are drawn from their table, so a sample costs O(n + the others),
+        not O(info-hashes) (listing a million took 242 ms of CPU).
         """
-        keys = list(self._by_family[0]) if not self._by_family[1] else self.infohashes()
-        return rng.sample(keys, min(max(n, 0), len(keys)))
+        n = min(max(n, 0), self._n_infohashes)
+        if 8 * n >= self._n_infohashes:
+            keys = self.infohashes()
+            return rng.sample(keys, min(n, len(keys)))
+        v4, v6 = self._by_family
+        general = list(v4) + [ih for ih in v6 if ih not in v4]
+        singles = len(self._single)
+        out: dict[bytes, None] = {}
+        for _ in range(50 * n):  # bounded: each draw succeeds about 1 in 4
+            if len(out) >= n:
+                break
+            if rng.randrange(singles + len(general)) < singles:
+                key = self._single.random_key(rng)
+                if key is not None:
+                    out[key] = None
+            else:
+                out[rng.choice(general)] = None
+        return list(out)
 
     def dump(self, now: float) -> list[list[Any]]:
         """JSON-able snapshot: ``[infohash hex, ip, port, seed, seconds left]`` per peer."""
-        rel = self._clock(now)
-        out: list[list[Any]] = []
-        for fam in (0, 1):
-            size = _REC4 if fam == 0 else _REC6
-            for ih, arr in self._by_family[fam].items():
-                hx = ih.hex()
-                for off in range(0, len(arr), size):
-                    stamp = int.from_bytes(arr[off + size - 4 : off + size], "big")
-                    left = (stamp >> 1) - rel
-                    if left > 0:
-                        out.append(
-                            [
-                                hx,
-                                ip_from_bytes(arr[off : off + size - 6]),
-                                int.from_bytes(arr[off + size - 6 : off + size - 4], "big"),
-                                bool(stamp & 1),
-                                left,
-                            ]
-                        )
-        return out
+        return [
+            [ih.hex(), ip_from_bytes(ip), port, seed, left]
+            for chunk in self.export_chunks(now)
+            for ih, ip, port, seed, left in chunk
+        ]
 
     snapshot = dump
 
     def load(self, entries: Iterable[Sequence[Any]], now: float) -> int:
-        """Restore peers saved by :meth:`dump`; returns how many were stored.
+        """Restore peers saved by :meth:`dump` or :meth:`export_chunks` (the info-hash as
+        20 bytes or hex, the IP packed or as text); returns how many were stored.
 
         Malformed or expired entries are skipped, the time left is capped at
         ``peer_ttl``, and the size limits apply as for :meth:`announce`.
         """
         rel = self._clock(now)
         stored = 0
+        ttl = self.peer_ttl
         for entry in entries:
-            try:
-                hx, ip, port, seed, left = entry
-                infohash = bytes.fromhex(hx)
-                packed = ip_to_bytes(ip, unmap=True) if isinstance(ip, str) else b""
-                ok = (
-                    len(infohash) == ID_LEN
-                    and bool(packed)
-                    and self._admissible(packed)
-                    and type(port) is int
-                    and 0 < port < 65536
-                    and isinstance(seed, bool | int)
-                    and isinstance(left, int | float)
-                    and left > 0
-                )
-            except (ValueError, TypeError, InvalidArgument):
+            parsed = parse_saved(entry)
+            if parsed is None or not self._admissible(parsed[1]):
                 continue
-            if not ok:
-                continue
-            expiry = self._expiry(rel, min(float(left), self.peer_ttl))
-            if expiry > rel and self._put(infohash, packed, port, bool(seed), expiry, rel):
+            infohash, packed, port, seed, left = parsed
+            expiry = self._expiry(rel, min(left, ttl))
+            if expiry > rel and self._put(infohash, packed, port, seed, expiry, rel):
                 stored += 1
         return stored
 
@@ -807,34 +664,33 @@ class PeerStore:
     ) -> Iterable[list[tuple[bytes, bytes, int, bool, float]]]:
         """The live peers, a chunk at a time, for a save that must not stall the caller:
         ``(infohash, packed ip, port, seed, seconds left)`` entries (:meth:`load` takes
-        them back with the IP as text).
+        them back).
 
-        Works from a snapshot of the info-hashes taken when the first chunk is asked for,
-        so the store may change between chunks: an info-hash dropped meanwhile is
-        skipped, one added is not exported, and each info-hash is read whole as it is
-        when its chunk is built. The seconds left are counted from ``now`` throughout.
-        A chunk holds whole info-hashes (per family): ``peers_per_chunk`` peers or more,
-        at most ``peers_per_chunk + max_peers_per_infohash``; the last may be smaller.
+        Works from a snapshot taken when the first chunk is asked for (of the general
+        tables' info-hashes and of the single-peer table's shards, which are immutable),
+        so the store may change between chunks: a general info-hash dropped meanwhile
+        is skipped, one added is not exported, and each is read whole as it is when its
+        chunk is built; single-peer info-hashes are exported as they were at the
+        snapshot. The seconds left are counted from ``now`` throughout. A chunk holds
+        whole info-hashes (per family): ``peers_per_chunk`` peers or more, at most
+        ``peers_per_chunk + max_peers_per_infohash``; the last may be smaller.
         """
-        import struct
-
         rel = self._clock(now)
         keys = (list(self._by_family[0]), list(self._by_family[1]))
+        shards = list(self._single.shards())
         chunk: list[tuple[bytes, bytes, int, bool, float]] = []
+        for shard in shards:
+            chunk.extend(live_entries(None, shard, _SINGLE, rel))
+            if len(chunk) >= peers_per_chunk:
+                yield chunk
+                chunk = []
         for fam in (0, 1):
             table = self._by_family[fam]
-            fmt = ">4sHI" if fam == 0 else ">16sHI"
             for ih in keys[fam]:
                 arr = table.get(ih)
                 if arr is None:
                     continue
-                chunk.extend(
-                    [
-                        (ih, ip, port, bool(stamp & 1), (stamp >> 1) - rel)
-                        for ip, port, stamp in struct.iter_unpack(fmt, arr)
-                        if stamp >> 1 > rel
-                    ]
-                )
+                chunk.extend(live_entries(ih, arr, REC4 if fam == 0 else REC6, rel))
                 if len(chunk) >= peers_per_chunk:
                     yield chunk
                     chunk = []

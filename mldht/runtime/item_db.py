@@ -14,8 +14,9 @@ kernel crash can drop the last commits, and even then the database stays consist
 (SQLite's WAL is checksummed). ``synchronous=FULL`` would add an fsync per put, which is
 what a power-loss guarantee costs and more than a DHT cache needs.
 
-The calls are synchronous and short (one small write each); the runtime may make them on
-the event loop or in a worker thread (one at a time: a lock serialises them).
+The calls are synchronous: a commit takes ~40 us, a batch of a hundred puts or a WAL
+checkpoint tens of milliseconds, so a running node makes them in a worker thread
+(:mod:`mldht.runtime.item_writer`; one at a time: a lock serialises them).
 
 :func:`open_item_db` is how a node opens its database: a file that is not an SQLite
 database (or a corrupt one) is kept, renamed aside, and a fresh database is started; a
@@ -41,7 +42,8 @@ __all__ = ["SQLiteItemBackend", "open_item_db"]
 
 log = logging.getLogger("mldht.item_db")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+"""1: no source column (items loaded from it are charged to nobody); 2: source."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -52,14 +54,15 @@ CREATE TABLE IF NOT EXISTS items (
     seq       INTEGER,
     sig       BLOB,
     last_put  REAL NOT NULL,
-    put_count INTEGER NOT NULL
+    put_count INTEGER NOT NULL,
+    source    BLOB
 ) WITHOUT ROWID
 """
 
 
 _UPSERT = (
-    "INSERT OR REPLACE INTO items (target, v, k, salt, seq, sig, last_put, put_count)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO items (target, v, k, salt, seq, sig, last_put, put_count, source)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM items WHERE target = ?"
 
@@ -74,6 +77,7 @@ def _row(item: StoredItem) -> tuple[object, ...]:
         item.sig,
         item.last_put,
         item.put_count,
+        item.source,
     )
 
 
@@ -90,12 +94,14 @@ class SQLiteItemBackend:
                 raise InvalidArgument(f"cannot use WAL mode on {os.fspath(path)!r} ({mode})")
             self._db.execute("PRAGMA synchronous=NORMAL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
+            if version not in (0, 1, _SCHEMA_VERSION):
                 raise InvalidArgument(
                     f"{os.fspath(path)!r} has item schema version {version}, "
                     f"this mldht knows {_SCHEMA_VERSION}"
                 )
             self._db.execute(_SCHEMA)
+            if version == 1:  # the quota source of each item, unknown for older rows
+                self._db.execute("ALTER TABLE items ADD COLUMN source BLOB")
             if version != _SCHEMA_VERSION:  # (no write otherwise: a damaged file stays as is)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             # Reads every page of the table: a damaged file fails here, not mid-run.
@@ -136,7 +142,7 @@ class SQLiteItemBackend:
         """Every stored item, in no particular order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT target, v, k, salt, seq, sig, last_put, put_count FROM items"
+                "SELECT target, v, k, salt, seq, sig, last_put, put_count, source FROM items"
             ).fetchall()
         return [
             StoredItem(
@@ -148,8 +154,9 @@ class SQLiteItemBackend:
                 sig=None if sig is None else bytes(sig),
                 last_put=float(last_put),
                 put_count=int(put_count),
+                source=bytes(source) if isinstance(source, bytes) else None,
             )
-            for target, v, k, salt, seq, sig, last_put, put_count in rows
+            for target, v, k, salt, seq, sig, last_put, put_count, source in rows
         ]
 
     def count(self) -> int:

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
@@ -51,6 +52,7 @@ from . import bootstrap as _bootstrap
 from . import persist, udp
 from .dht_api import DHTAPI, format_addr
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
+from .item_writer import ItemWriter
 from .node_config import node_config
 from .operation import Operation, PeerIterator, StartOp, _Waiter
 from .udp import UDPLoops
@@ -198,6 +200,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._waiters: dict[int, _Waiter] = {}
         self._closed = False
         self._item_backend: ItemBackend | None = None
+        self._item_writer: ItemWriter | None = None
         self._saved_nodes: tuple[NodeInfo, ...] = ()
         self._peer_db: PeerDB | None = None
         self._peers_ready = False  # the saved peers are all in the core (none to load)
@@ -317,6 +320,9 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._tg.start_soon(self._sender_loop)
         self._tg.start_soon(self._timer_loop)
         self._tg.start_soon(self._join)
+        if self._item_backend is not None:
+            self._item_writer = ItemWriter(self._item_backend, self._raw, self._storage_failed)
+            self._tg.start_soon(self._item_writer.run)
         if self._peer_db is not None:
             self._tg.start_soon(self._load_peers)
         if self._state_dir is not None:
@@ -324,6 +330,9 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
 
     def _close_backend(self) -> None:
+        writer, self._item_writer = self._item_writer, None
+        if writer is not None:
+            writer.flush()
         backend, self._item_backend = self._item_backend, None
         persist.close_item_backend(backend)
         db, self._peer_db = self._peer_db, None
@@ -376,17 +385,25 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
 
     def _apply_storage_writes(self) -> None:
         """Make the core's item changes durable (one transaction) before any reply of the
-        same call is sent, so that an acknowledged put is on disk. Should the database
+        same call is sent, so that an acknowledged put is on disk: once the node runs, in
+        the item writer's worker thread, the call's datagrams waiting for it
+        (:mod:`~mldht.runtime.item_writer`). Should the database
         fail (a full disk), the replies still go out, the node keeps the items in memory,
         and ``stats["storage_errors"]`` and a warning say so."""
         writes = self._state.storage_writes()
         if not writes or self._item_backend is None:
             return
+        if self._item_writer is not None:  # running: off the loop, replies held till done
+            self._item_writer.submit(writes, self._state.datagrams_to_send())
+            return
         try:
             self._item_backend.apply(writes)
         except Exception as exc:  # sqlite3.Error, OSError: the node goes on in memory
-            self.storage_errors += 1
-            self._warn("storage_error", f"could not write {len(writes)} item changes: {exc}")
+            self._storage_failed(len(writes), exc)
+
+    def _storage_failed(self, count: int, exc: Exception) -> None:
+        self.storage_errors += 1
+        self._warn("storage_error", f"could not write {count} item changes: {exc}")
 
     def _core(self, call: Callable[[NodeState, float], T]) -> T:
         """``call(state, now)`` on the running core, then dispatch what it produced."""
@@ -505,7 +522,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
             if legacy is not None:
                 batches: Any = iter([legacy])
             else:
-                batches = await anyio.to_thread.run_sync(db.read_batches)
+                batches = await anyio.to_thread.run_sync(partial(db.read_batches, packed=True))
             while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
                 for i in range(0, len(batch), LOAD_CHUNK):
                     stored += store.load(batch[i : i + LOAD_CHUNK], _now())

@@ -34,6 +34,7 @@ __all__ = ["PEERS_FILE", "Entry", "PeerDB", "PeerDBWriter"]
 PEERS_FILE = "peers.sqlite"
 _SCHEMA_VERSION = 1
 _TAIL = struct.Struct(">HIB")  # port, expires, seed
+_RECORD = {4: struct.Struct(">4sHIB"), 16: struct.Struct(">16sHIB")}
 
 Entry = tuple[bytes, bytes, int, bool, float]
 """(infohash, packed ip, port, seed, seconds left): what the core exports."""
@@ -79,20 +80,31 @@ class PeerDB:
         the entries count from."""
         return PeerDBWriter(self._db, saved_at)
 
-    def read_batches(self, rows_per_batch: int = 20) -> Iterator[list[list[Any]]]:
+    def read_batches(
+        self, rows_per_batch: int = 20, *, packed: bool = False
+    ) -> Iterator[list[Any]]:
         """The saved peers, still alive now, as batches of entries for
-        :meth:`~mldht.core.peer_store.PeerStore.load` (``[infohash hex, ip, port, seed,
-        seconds left]``). Malformed rows are skipped."""
+        :meth:`~mldht.core.peer_store.PeerStore.load`: ``[infohash hex, ip, port, seed,
+        seconds left]``, or with ``packed`` ``(infohash, packed ip, port, seed, seconds
+        left)`` tuples, which load several times faster (no text to parse). Malformed
+        rows are skipped."""
         cursor = self._db.execute("SELECT infohash, family, records FROM peers")
         while rows := cursor.fetchmany(rows_per_batch):
             now = time.time()
-            out: list[list[Any]] = []
+            out: list[Any] = []
             for infohash, family, records in rows:
                 if not (isinstance(infohash, bytes) and isinstance(records, bytes)):
                     continue
                 iplen = 4 if family == 4 else 16 if family == 6 else 0
                 size = iplen + _TAIL.size
                 if not iplen or len(records) % size:
+                    continue
+                if packed:
+                    out += [
+                        (infohash, ip, port, bool(seed), expires - now)
+                        for ip, port, expires, seed in _RECORD[iplen].iter_unpack(records)
+                        if expires > now
+                    ]
                     continue
                 hx = infohash.hex()
                 for off in range(0, len(records), size):

@@ -57,3 +57,31 @@ def test_an_emptied_table_rejoins_from_the_routers() -> None:
     assert len(node.routing) == 0
     t = run_until(node, t + 2.0, t)
     assert boot.rejoins == 1 and boot.rounds >= 1
+
+
+def test_refresh_lookups_after_a_self_lookup_are_paced() -> None:
+    """The far-bucket lookups of a bootstrap start a few per maintenance step, not all in
+    the callback that ended the self-lookup."""
+    from mldht.core.maintenance import LOOKUPS_PER_STEP, STEP_INTERVAL
+
+    node = make_node()
+    boot = node.bootstrapper
+    node.bootstrap([ROUTER], 0.0)
+    t = 0.0
+    while boot.rounds == 0 and t < 10.0:  # until the self-lookup fails
+        t += 0.01
+        node.handle_timer(t)
+        node.datagrams_to_send()
+    assert boot.rounds == 1 and len(boot.refreshes) >= 4 - LOOKUPS_PER_STEP
+    sent = 0
+    steps = 0
+    while boot.refreshes and steps < 100:
+        before = len(boot.refreshes)
+        due = node.next_deadline()
+        assert due is not None and due <= t + STEP_INTERVAL + 1e-9
+        t = max(t, due)
+        node.handle_timer(t)
+        sent += len(node.datagrams_to_send())
+        assert before - len(boot.refreshes) <= LOOKUPS_PER_STEP
+        steps += 1
+    assert not boot.refreshes and steps >= 1 and sent > 0

@@ -16,7 +16,7 @@ import pytest
 from mldht.core.bencode import bencode
 from mldht.core.bep44 import MAX_SEQ, KeyPair, immutable_target, mutable_target
 from mldht.core.item_store import ItemStore, StoredItem
-from mldht.errors import InvalidArgument
+from mldht.errors import InvalidArgument, KRPCError
 from mldht.runtime.item_db import SQLiteItemBackend, open_item_db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +43,8 @@ class SyncedStore(ItemStore):
         super().put_mutable(*args, **kwargs)
         self.flush()
 
-    def expire(self, now: float) -> int:
-        n = super().expire(now)
+    def expire(self, now: float, limit: int | None = None) -> int:
+        n = super().expire(now, limit)
         self.flush()
         return n
 
@@ -145,6 +145,44 @@ def test_unknown_schema_version(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(InvalidArgument):
         SQLiteItemBackend(path)
+
+
+def test_item_quotas_are_charged_again_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    with SQLiteItemBackend(path) as backend:
+        store = new_store(backend, max_items_per_source=2)
+        for n in range(2):
+            store.put_immutable(f"i{n}e".encode(), 0.0, source=f"45.1.1.{n}")
+    with SQLiteItemBackend(path) as backend:
+        again = new_store(backend, max_items_per_source=2)
+        assert again.load_saved(1.0) == 2
+        with pytest.raises(KRPCError):  # the /24 is still at its quota
+            again.put_immutable(b"i9e", 1.0, source="45.1.1.9")
+        again.put_immutable(b"i9e", 1.0, source="45.1.2.9")
+    with SQLiteItemBackend(path) as backend:  # a lower quota: the oldest are kept
+        third = new_store(backend, max_items_per_source=1)
+        assert third.load_saved(2.0) == 2 and len(third) == 2
+        assert backend.count() == 2
+
+
+def test_schema_1_gains_the_source_column(tmp_path: Path) -> None:
+    path = tmp_path / "items.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE items (target BLOB PRIMARY KEY NOT NULL, v BLOB NOT NULL, k BLOB,"
+        " salt BLOB NOT NULL, seq INTEGER, sig BLOB, last_put REAL NOT NULL,"
+        " put_count INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute(
+        "INSERT INTO items VALUES (?, ?, NULL, ?, NULL, NULL, 5.0, 1)",
+        (immutable_target(b"i1e"), b"i1e", b""),
+    )
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with SQLiteItemBackend(path) as backend:
+        (item,) = backend.load_all()
+        assert item.v_bencoded == b"i1e" and item.source is None
 
 
 @pytest.mark.parametrize("damage", ["garbage", "pages"])

@@ -26,6 +26,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,17 @@ async def main(n):
         await anyio.to_thread.run_sync(sys.stdin.read)
 anyio.run(main, int(sys.argv[1]))
 """
+
+
+def _cpu_timed(inner: Callable[[float], None], longest: list[float]) -> Callable[[float], None]:
+    """``inner`` wrapped to keep in ``longest[0]`` the most CPU time one call took."""
+
+    def timed(now: float) -> None:
+        t = time.thread_time()
+        inner(now)
+        longest[0] = max(longest[0], time.thread_time() - t)
+
+    return timed
 
 
 def _describe(handle: asyncio.events.Handle) -> str:
@@ -121,24 +133,12 @@ async def measure(args: argparse.Namespace, boot: tuple[str, int]) -> dict[str, 
         out["stored_peers"] = state.peer_store.peer_count()
 
         timer_max = [0.0]
-        inner = state.handle_timer
-
-        def timed(now: float) -> None:
-            t = time.thread_time()
-            inner(now)
-            timer_max[0] = max(timer_max[0], time.thread_time() - t)
-
-        state.handle_timer = timed  # type: ignore[method-assign]
         maint_max = [0.0]
         maintenance = state._maintenance
-        maint_inner = maintenance.handle_timer
-
-        def timed_maintenance(now: float) -> None:
-            t = time.thread_time()
-            maint_inner(now)
-            maint_max[0] = max(maint_max[0], time.thread_time() - t)
-
-        maintenance.handle_timer = timed_maintenance  # type: ignore[method-assign]
+        state.handle_timer = _cpu_timed(state.handle_timer, timer_max)  # type: ignore[method-assign]
+        maintenance.handle_timer = _cpu_timed(  # type: ignore[method-assign]
+            maintenance.handle_timer, maint_max
+        )
         lags: list[float] = []
         done = False
 

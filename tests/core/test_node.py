@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mldht.core import bep44, krpc
 from mldht.core.bencode import bdecode, bencode
 from mldht.core.compact import NodeInfo, decode_nodes
+from mldht.core.counters import QUERY_METHODS
 from mldht.core.events import LookupDone, PeersFound, PingDone, PutDone
 from mldht.core.node import NodeConfig, NodeState
 
@@ -346,18 +347,7 @@ arg_keys = st.sampled_from(
         b"scrape",
     ]
 )
-methods = st.sampled_from(
-    [
-        b"ping",
-        b"find_node",
-        b"get_peers",
-        b"announce_peer",
-        b"get",
-        b"put",
-        b"sample_infohashes",
-        b"vote",
-    ]
-)
+methods = st.sampled_from([*QUERY_METHODS, b"vote"])
 
 
 @settings(max_examples=400, deadline=None)

@@ -12,27 +12,20 @@ owns one and hands it to the pieces that need it; nothing here does I/O.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .compact import Addr
 from .config import NodeConfig
 from .events import Event
 from .krpc import QueryBody, ResponseBody, encode_error, encode_query, encode_response
 from .routing import RoutingTable
+from .timers import RunningOps, Timed
 from .transactions import Pending, Transactions
 
 if TYPE_CHECKING:
     import random
 
 __all__ = ["Context", "Timed"]
-
-
-class Timed(Protocol):
-    """An operation with deadlines of its own (a lookup), registered while it runs."""
-
-    def next_deadline(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> None: ...
 
 
 class Context:
@@ -54,8 +47,9 @@ class Context:
         self.tx = Transactions(rng)
         self.out: list[tuple[bytes, Addr]] = []
         self.events: deque[Event] = deque()
-        self.running: dict[int, Timed] = {}
-        """Operations with deadlines (lookups) by op id, until they end."""
+        self.running = RunningOps()
+        """Operations with deadlines (lookups) by op id, until they end, indexed by their
+        next deadline (:mod:`~mldht.core.timers`)."""
         self.routers: list[Addr] = []
         """Bootstrap routers: first contacts of every lookup."""
         self.routers_excluded: set[Addr] = set()

@@ -246,6 +246,7 @@ class LookupOp(Operation):
         ctx.running[self.op] = self
         self.started(now)
         self.advance(now)
+        ctx.running.reschedule(self.op)
         return self.op
 
     def started(self, now: float) -> None:

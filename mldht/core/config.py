@@ -67,6 +67,8 @@ class NodeConfig:
     soft_timeout_factor: float = 1.5
     """With ``adaptive_timeout``: the soft timeout is this many times the median RTT
     measured (within [0.1 s, ``soft_timeout``])."""
+    soft_timeout_min: float = 0.1
+    """With ``adaptive_timeout``: the soft timeout is never shorter than this (seconds)."""
     lookup_retry: bool = True
     """A lookup query unanswered at its soft deadline is sent once more (a lost datagram
     is not taken for a dead node) and awaited one more soft timeout; it frees its slot

@@ -122,14 +122,13 @@ class Context:
     # ------------------------------------------------------------------ timing
 
     def soft_timeout(self) -> float:
-        """``soft_timeout_factor`` (default 4) times the median of recent RTTs, within
-        [0.1 s, soft_timeout]; soft_timeout until a few RTTs are known (re-read before each
-        round of queries, so a lookup adapts as its first answers arrive). Under lognormal
-        RTTs (sigma 0.5) a live node is slower than 4x the median less than 0.3% of the
-        time."""
+        """``soft_timeout_factor`` times the median of recent RTTs, within
+        [soft_timeout_min, soft_timeout]; soft_timeout until a few RTTs are known (re-read
+        before each round of queries, so a lookup adapts as its first answers arrive)."""
         rtts = self.rtts
         config = self.config
         if len(rtts) < 4:
             return config.soft_timeout
         median = sorted(rtts)[len(rtts) // 2]
-        return min(config.soft_timeout, max(0.1, config.soft_timeout_factor * median))
+        floor = config.soft_timeout_min
+        return min(config.soft_timeout, max(floor, config.soft_timeout_factor * median))

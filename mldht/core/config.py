@@ -73,6 +73,9 @@ class NodeConfig:
     """A lookup query unanswered at its soft deadline is sent once more (a lost datagram
     is not taken for a dead node) and awaited one more soft timeout; it frees its slot
     at the first deadline either way."""
+    lookup_retry_wait: float = 1.0
+    """With ``lookup_retry``: soft timeouts a resent lookup query is awaited before it
+    stalls (and stops holding the lookup)."""
     restrict_search_ips: bool = True
     """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
     set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with

@@ -815,6 +815,23 @@ def test_retry_resends_once_and_a_retried_query_holds_the_lookup_one_more_soft_t
     assert lookup.next_queries(2.0) == []
 
 
+def test_retry_wait_sets_how_long_a_resent_query_holds_the_lookup() -> None:
+    lookup = Lookup(
+        ZERO, k=1, alpha=1, soft_timeout=1.0, wait_for_stalled=False, retry=True, retry_wait=0.5
+    )
+    a, b = node(1), node(2)
+    lookup.add_candidates([a, b])
+    lookup.next_queries(0.0)
+    assert lookup.next_queries(1.0) == [a, b]
+    lookup.on_response(b, 1.1)
+    assert not lookup.done
+    assert lookup.next_deadline() == pytest.approx(1.5)
+    lookup.set_soft_timeout(0.8)  # a shorter soft timeout: both deadlines shrink
+    assert lookup.next_deadline() == pytest.approx(1.2)
+    lookup.handle_timer(1.21)
+    assert lookup.done and lookup.stalled_count == 1
+
+
 def test_late_answer_to_a_resent_query_counts() -> None:
     lookup = Lookup(ZERO, k=1, alpha=1, soft_timeout=1.0, wait_for_stalled=False, retry=True)
     a = node(1)

@@ -13,8 +13,8 @@ class NodeConfig:
 
     k: int = 8
     """Bucket size and size of a lookup's closest set (BEP 5: 8)."""
-    alpha: int = 8
-    """Queries a lookup keeps active at once (8: the lookup's rounds overlap and the
+    alpha: int = 16
+    """Queries a lookup keeps active at once (16: the lookup's rounds overlap and the
     fastest answers lead; bench/lookup_sim.py)."""
     query_timeout: float = 5.0
     """Seconds after which an unanswered query fails for good (hard timeout); the store
@@ -64,9 +64,9 @@ class NodeConfig:
     """Announces and puts go to this many of the closest nodes that gave a token (at
     least ``k``; at most ``lookup_k`` are known): a few more storers than BEP 5's k keep
     a value findable when sybils hold some of the closest places."""
-    soft_timeout_factor: float = 1.5
+    soft_timeout_factor: float = 1.2
     """With ``adaptive_timeout``: the soft timeout is this many times the median RTT
-    measured (within [0.1 s, ``soft_timeout``])."""
+    measured (within [``soft_timeout_min``, ``soft_timeout``])."""
     soft_timeout_min: float = 0.1
     """With ``adaptive_timeout``: the soft timeout is never shorter than this (seconds)."""
     lookup_retry: bool = True

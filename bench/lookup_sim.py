@@ -313,12 +313,34 @@ def one_network(n: int, args: argparse.Namespace) -> dict[str, Any]:
     res = run_lookups(net, args, seed)
     out = dict(info)
     out["median_rtt_s"] = round(rtt, 4)
-    out.update(res)
+    out.update(in_rtts(res, rtt))
+    if args.variant:
+        # The same network, targets and searchers, with some config fields changed (all
+        # nodes share the simulator's NodeConfig): paired comparisons, without building
+        # the network again. Tables and RTT samples carry over from the runs before.
+        config = net.sim.config
+        base = {name: getattr(config, name) for changes in args.variant for name, _ in changes}
+        out["variants"] = []
+        for changes in args.variant:
+            for name, value in base.items():
+                setattr(config, name, value)
+            for name, value in changes:
+                setattr(config, name, value)
+            vres = in_rtts(run_lookups(net, args, seed), rtt)
+            out["variants"].append({"config": dict(changes), **vres})
+        for name, value in base.items():
+            setattr(config, name, value)
+    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    gc.unfreeze()
+    return out
+
+
+def in_rtts(res: dict[str, Any], rtt: float) -> dict[str, Any]:
+    """``res`` with its latencies also in measured round trips (``*_rtts``)."""
+    out = dict(res)
     for key in ("latency_median", "latency_p95", "first_peer_median", "first_peer_p95"):
         if res[key + "_s"] is not None:
             out[key + "_rtts"] = round(res[key + "_s"] / rtt, 2)
-    out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    gc.unfreeze()
     return out
 
 
@@ -365,6 +387,15 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="set a NodeConfig field (repeatable), e.g. --set soft_timeout_factor=3",
+    )
+    ap.add_argument(
+        "--variant",
+        type=lambda text: [config_value(t) for t in text.split(",") if t],
+        action="append",
+        default=[],
+        metavar="NAME=VALUE,...",
+        help="after the main run, run the lookups again on the same network with these "
+        "NodeConfig fields changed (repeatable; an empty string: the defaults again)",
     )
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -12,7 +12,7 @@ owns one and hands it to the pieces that need it; nothing here does I/O.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .bencode import bencode
 from .compact import Addr
@@ -27,20 +27,13 @@ from .krpc import (
     frame_response,
 )
 from .routing import RoutingTable
+from .timers import RunningOps, Timed
 from .transactions import Pending, Transactions
 
 if TYPE_CHECKING:
     import random
 
 __all__ = ["Context", "Timed"]
-
-
-class Timed(Protocol):
-    """An operation with deadlines of its own (a lookup), registered while it runs."""
-
-    def next_deadline(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> None: ...
 
 
 class Context:
@@ -68,8 +61,9 @@ class Context:
         self.queries_out: dict[bytes, int] = dict.fromkeys(QUERY_METHODS, 0)
         """Queries sent, by method."""
         self._ready = False
-        self.running: dict[int, Timed] = {}
-        """Operations with deadlines (lookups) by op id, until they end."""
+        self.running = RunningOps()
+        """Operations with deadlines (lookups) by op id, until they end, indexed by their
+        next deadline (:mod:`~mldht.core.timers`)."""
         self.routers: list[Addr] = []
         """Bootstrap routers: first contacts of every lookup."""
         self.routers_excluded: set[Addr] = set()
@@ -167,14 +161,13 @@ class Context:
     # ------------------------------------------------------------------ timing
 
     def soft_timeout(self) -> float:
-        """``soft_timeout_factor`` (default 4) times the median of recent RTTs, within
-        [0.1 s, soft_timeout]; soft_timeout until a few RTTs are known (re-read before each
-        round of queries, so a lookup adapts as its first answers arrive). Under lognormal
-        RTTs (sigma 0.5) a live node is slower than 4x the median less than 0.3% of the
-        time."""
+        """``soft_timeout_factor`` times the median of recent RTTs, within
+        [soft_timeout_min, soft_timeout]; soft_timeout until a few RTTs are known (re-read
+        before each round of queries, so a lookup adapts as its first answers arrive)."""
         rtts = self.rtts
         config = self.config
         if len(rtts) < 4:
             return config.soft_timeout
         median = sorted(rtts)[len(rtts) // 2]
-        return min(config.soft_timeout, max(0.1, config.soft_timeout_factor * median))
+        floor = config.soft_timeout_min
+        return min(config.soft_timeout, max(floor, config.soft_timeout_factor * median))

@@ -106,7 +106,8 @@ class Lookup:
     query once at its soft deadline (see the module docstring). ``diverse``: at most one
     node per public /24 (IPv6 /64). ``use_k``: how many of the closest the caller will use
     (default ``k``; ``k`` may be wider to find them); a retried query holds the lookup
-    only if it could enter those.
+    only if it could enter those. ``retry_wait``: how long a resent query is awaited,
+    in soft timeouts.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class Lookup:
         retry: bool = False,
         diverse: bool = True,
         use_k: int | None = None,
+        retry_wait: float = 1.0,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -142,6 +144,7 @@ class Lookup:
         self.own_id = own_id
         self.wait_for_stalled = wait_for_stalled
         self.retry = retry
+        self.retry_wait = retry_wait
         self.use_k = k if use_k is None else min(k, max(1, use_k))
         self.diverse = diverse
         self._local_ok = local_allowed(local_network)
@@ -306,7 +309,8 @@ class Lookup:
         for entry in self._active.values():
             entry.deadline = min(entry.deadline, entry.sent_at + soft_timeout)
         for entry in self._retried.values():
-            entry.deadline = min(entry.deadline, entry.sent_at + 2 * soft_timeout)
+            wait = (1 + self.retry_wait) * soft_timeout
+            entry.deadline = min(entry.deadline, entry.sent_at + wait)
 
     def next_deadline(self) -> float | None:
         """The earliest soft deadline of the active and retried queries, or ``None``."""
@@ -329,7 +333,7 @@ class Lookup:
                 and bisect.bisect_left(self._resp_dists, entry.dist) < self.use_k
             ):
                 entry.state = _State.RETRIED
-                entry.deadline = now + self.soft_timeout
+                entry.deadline = now + self.retry_wait * self.soft_timeout
                 self._retried[entry.node.addr] = entry
                 self._resend.append(entry)
                 self._queried += 1

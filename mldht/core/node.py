@@ -213,10 +213,9 @@ class NodeState:
         t = ctx.tx.next_deadline()
         if t is not None and t < d:
             d = t
-        for op in ctx.running.values():
-            od = op.next_deadline()
-            if od is not None and od < d:
-                d = od
+        od = ctx.running.next_deadline()
+        if od is not None and od < d:
+            d = od
         r = self.republisher.next_deadline()
         if r is not None and r < d:
             d = r
@@ -328,6 +327,7 @@ class NodeState:
         call = p.context
         if isinstance(call, Call):
             call.owner.on_response(call, sender, body, msg.version, rtt, now)
+            ctx.running.reschedule(call.owner.op)
 
     def _on_error(self, msg: Error, addr: Addr, now: float) -> None:
         p = self._ctx.tx.match(msg.t, addr)
@@ -337,6 +337,7 @@ class NodeState:
         call = p.context
         if isinstance(call, Call):
             call.owner.on_error(call, msg.code, msg.message.decode("utf-8", "replace"), now)
+            self._ctx.running.reschedule(call.owner.op)
 
     def _timed_out(self, p: Pending, now: float) -> None:
         self.stats["timeouts"] += 1
@@ -345,6 +346,7 @@ class NodeState:
         call = p.context
         if isinstance(call, Call):
             call.owner.on_timeout(call, now)
+            self._ctx.running.reschedule(call.owner.op)
 
     # ------------------------------------------------------------------ BEP 42
 
@@ -507,8 +509,7 @@ class NodeState:
         ctx.now = now
         for p in ctx.tx.expire(now):
             self._timed_out(p, now)
-        for op in list(ctx.running.values()):
-            op.handle_timer(now)
+        ctx.running.run_due(now)  # only the operations whose deadline passed
         self._maintenance.handle_timer(now)
         self.republisher.handle_timer(now)
 

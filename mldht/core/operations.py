@@ -229,6 +229,7 @@ class LookupOp(Operation):
             retry=config.lookup_retry,
             diverse=config.restrict_search_ips,
             use_k=config.k,
+            retry_wait=config.lookup_retry_wait,
         )
         self._use_table = use_table
 
@@ -246,6 +247,7 @@ class LookupOp(Operation):
         ctx.running[self.op] = self
         self.started(now)
         self.advance(now)
+        ctx.running.reschedule(self.op)
         return self.op
 
     def started(self, now: float) -> None:

@@ -37,7 +37,9 @@ class Tunables(TypedDict, total=False):
     lookup_k: int
     store_k: int
     soft_timeout_factor: float
+    soft_timeout_min: float
     lookup_retry: bool
+    lookup_retry_wait: float
     restrict_search_ips: bool
     restrict_ips: bool
     enforce_node_id: bool

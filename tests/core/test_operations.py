@@ -265,3 +265,17 @@ def test_events_of_silent_operations_are_not_emitted() -> None:
     op = FindNodeOp(ctx, b"t" * 20).start(0.0)
     assert [type(e) for e in ctx.events] == [LookupDone]
     assert op not in ctx.running
+
+
+def test_adaptive_soft_timeout_is_factor_times_median_rtt_within_bounds() -> None:
+    config = NodeConfig(soft_timeout=1.0, soft_timeout_factor=1.5, soft_timeout_min=0.03)
+    rng = random.Random(5)
+    own = bytes(20)
+    ctx = Context(own, RoutingTable(own, rng=rng), config, rng, {})
+    assert ctx.soft_timeout() == 1.0  # fewer than 4 RTTs known: the configured bound
+    ctx.rtts.extend([0.04, 0.05, 0.06, 0.07])
+    assert ctx.soft_timeout() == pytest.approx(1.5 * 0.06)
+    ctx.rtts.extend([0.001] * 8)  # loopback: the floor
+    assert ctx.soft_timeout() == pytest.approx(0.03)
+    ctx.rtts.extend([2.0] * 20)  # a slow path: the bound
+    assert ctx.soft_timeout() == 1.0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,14 +17,20 @@ from mldht import MldhtError
 from mldht.runtime import DHTNode, format_addr
 
 from .planner import Crawl, Job, NodeLike, SampleReply, TokenBucket
-from .store import Store
+from .store import CrawlStore, StoreError
 
-__all__ = ["FLUSH_INTERVAL", "Crawler", "Snapshot"]
+__all__ = ["FLUSH_INTERVAL", "LOOKUP_COST", "Crawler", "Snapshot"]
 
 log = logging.getLogger("mldht.crawl")
 
 FLUSH_INTERVAL = 10.0
 """Seconds between writes of what changed to the database while crawling."""
+LOOKUP_COST = 16
+"""Queries a lookup (find_node, get_peers) is charged before it starts, until two have
+run; then the mean of what the lookups sent (within 4..64). A lookup sends alpha (4)
+queries at once and more as answers come: charged up front, it waits for a full bucket
+instead of bursting past the rate; the difference is settled as the node's query counter
+shows it."""
 
 
 @dataclass(slots=True)
@@ -42,6 +47,10 @@ class Snapshot:
     queries: int
     qps: float
     in_flight: int
+    peers_done: int = 0
+    peers_planned: int = 0
+    peers: bool = False
+    """``--peers``: get_peers lookups run (their numbers are the two above)."""
 
 
 class Crawler:
@@ -60,7 +69,7 @@ class Crawler:
         rate: float,
         concurrency: int,
         duration: float,
-        store: Store | None = None,
+        store: CrawlStore | None = None,
         on_progress: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.node = node
@@ -77,8 +86,11 @@ class Crawler:
         self.ended = 0.0
         self._changed = anyio.Event()
         self._bucket: TokenBucket | None = None
-        self._accounted = 0
+        self._accounted = 0.0
         self._queries_base = 0
+        self._single = 0  # samples and pings sent: one query each
+        self._lookups = 0  # lookups started
+        self._lookups_running = 0
 
     @property
     def queries_sent(self) -> int:
@@ -87,26 +99,43 @@ class Crawler:
     def _notify(self) -> None:
         self._changed.set()
 
-    async def _pace(self) -> None:
-        """Wait for a token; charge first the queries the node sent beyond those paid for."""
+    def lookup_cost(self) -> float:
+        """What a lookup is charged: the mean the lookups sent so far (LOOKUP_COST until
+        two have run)."""
+        if self._lookups < 2:
+            return LOOKUP_COST
+        return min(64.0, max(4.0, (self.queries_sent - self._single) / self._lookups))
+
+    async def _pace(self, job: Job) -> None:
+        """Wait for a job's tokens (a full bucket for a lookup); settle first the
+        queries the node sent beyond those paid for, or what was paid and not sent
+        while no lookup runs."""
         bucket = self._bucket
         assert bucket is not None
+        single = job.node is not None
+        cost = 1.0 if single else self.lookup_cost()
         while True:
             sent = self.node.stats.get("queries_out", 0)
-            if sent > self._accounted:
+            if sent > self._accounted or self._lookups_running == 0:
                 bucket.charge(sent - self._accounted)
-                self._accounted = sent
+                self._accounted = float(sent)
             now = anyio.current_time()
-            if bucket.take(now):
-                self._accounted += 1  # the query about to be sent
+            if bucket.take(now, cost):
+                self._accounted += cost  # the queries about to be sent
+                if single:
+                    self._single += 1
+                else:
+                    self._lookups += 1
+                    self._lookups_running += 1
                 return
-            await anyio.sleep(bucket.delay(now))
+            await anyio.sleep(bucket.delay(now, cost))
 
     async def run(self, stop: anyio.Event | None = None) -> None:
         """Crawl until done, ``duration`` passes, or ``stop`` is set."""
         self.started = anyio.current_time()
         deadline = self.started + self.duration
-        self._queries_base = self._accounted = self.node.stats.get("queries_out", 0)
+        self._queries_base = self.node.stats.get("queries_out", 0)
+        self._accounted = float(self._queries_base)
         self._bucket = TokenBucket(self.rate, max(1.0, self.rate / 4), self.started)
         slots = anyio.Semaphore(self.concurrency)
         try:
@@ -146,7 +175,7 @@ class Crawler:
                 wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
                 with anyio.move_on_after(wait):
                     await changed.wait()
-            await self._pace()
+            await self._pace(job)
             self.in_flight += 1
             tg.start_soon(self._execute, job, slots)
 
@@ -184,6 +213,8 @@ class Crawler:
                 crawl.on_peers(job.target, count)
         finally:
             self.in_flight -= 1
+            if job.node is None:
+                self._lookups_running -= 1
             slots.release()
             self._notify()
 
@@ -205,6 +236,9 @@ class Crawler:
             queries=self.queries_sent,
             qps=qps,
             in_flight=self.in_flight,
+            peers_done=c.peers_done,
+            peers_planned=c.peers_planned,
+            peers=c.want_peers,
         )
 
     def _tick(self) -> None:
@@ -232,5 +266,5 @@ class Crawler:
                 last_flush = anyio.current_time()
                 try:
                     self.store.flush(self.crawl, self.timeline)
-                except sqlite3.Error as exc:
-                    log.warning("could not write %s: %s", self.store.path, exc)
+                except StoreError as exc:
+                    log.warning("%s", exc)

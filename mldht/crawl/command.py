@@ -278,9 +278,7 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
         progress = display.PlainProgress(sys.stderr, args.status_interval)
     crawler: Crawler | None = None
     try:
-        contacts = await _resolve_all(
-            routers if routers is not None else _public_routers(), family
-        )
+        contacts = await _resolve_all(routers if routers is not None else _public_routers(), family)
         async with DHTNode(
             bind=args.bind,
             # No join of its own: a join's lookups would go out before the crawl and its

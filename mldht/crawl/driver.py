@@ -120,6 +120,11 @@ class Crawler:
                 bucket.charge(sent - self._accounted)
                 self._accounted = float(sent)
             now = anyio.current_time()
+            if not single and self._lookups_running >= max(1, self.rate // (2 * cost)):
+                # lookups in flight at once: few at low rates, or their queries, sent as
+                # answers come and charged only then, would go past the rate together
+                await anyio.sleep(min(0.1, cost / self.rate))
+                continue
             if bucket.take(now, cost):
                 self._accounted += cost  # the queries about to be sent
                 if single:

@@ -155,17 +155,19 @@ def build_network(args: argparse.Namespace) -> tuple[Any, list[Any], dict[str, A
 def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, Any]:
     """Run the planner on a read-only node of ``sim``: the jobs it plans become the node's
     operations, their terminal events its input, all on the simulator's clock; every query
-    the node sends is paced by one token bucket (lookups charged up front, as the
-    crawler's driver does)."""
+    the node sends is paced by the crawler's :class:`~mldht.crawl.pacing.Pacer`."""
     import random
 
     from mldht.core.config import NodeConfig
     from mldht.core.events import Event, LookupDone, PingDone, SampleDone, is_terminal
-    from mldht.crawl.planner import Crawl, Job, TokenBucket
+    from mldht.crawl.pacing import Pacer
+    from mldht.crawl.planner import Crawl, Job
     from mldht.crawl.shard import parse_shard
 
     shard = parse_shard(args.shard)
-    config = NodeConfig(read_only=True, alpha=4, lookup_k=8, soft_timeout=1.0)
+    config = NodeConfig(
+        read_only=True, alpha=4, lookup_k=8, soft_timeout=1.0, query_timeout=args.query_timeout
+    )
     me = sim.add_node(config=config)
     st = sim.state(me)
     rng = random.Random(args.seed)
@@ -194,6 +196,7 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
             if job is None:
                 early[ev.op] = ev  # ended within its start (before its id was known)
             else:
+                pacer.done(job.node is not None)
                 finish(job, ev, now)
 
     def action(job: Job) -> Any:
@@ -208,9 +211,8 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
     sim.on_event = on_event
     start = sim.now
     deadline = start + args.duration
-    bucket = TokenBucket(args.rate, max(1.0, args.rate / 4), start)
-    accounted = float(st.stats["queries_out"])
     base = st.stats["queries_out"]
+    pacer = Pacer(args.rate, start, base)
     timeline: list[tuple[float, int, int, int]] = []
     next_tick = start
     hit: tuple[float, int, int, int] | None = None
@@ -223,6 +225,8 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
             answered = sum(1 for r in crawl.nodes.values() if r.responded and crawl.keeps(r))
             if hit is None and answered >= goal:
                 hit = (row[0], answered, len(crawl.nodes), sent)
+                if args.stop_at_share:
+                    break
             next_tick += 1.0
         job = crawl.next_job(sim.now, idle=not pending) if len(pending) < args.concurrency else None
         if job is None:
@@ -233,19 +237,13 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
             mark = len(pending)
             sim.run(until=max(until, sim.now + 1e-6), stop=lambda m=mark: len(pending) < m)
             continue
-        cost = 1.0 if job.node is not None else 16.0
-        sent = st.stats["queries_out"]
-        if sent > accounted:
-            bucket.charge(sent - accounted)
-            accounted = float(sent)
-        delay = bucket.delay(sim.now, cost)
-        if delay > 0:
-            sim.run(until=sim.now + delay)
-        bucket.take(sim.now, cost)
-        accounted += cost
+        single = job.node is not None
+        while (wait := pacer.delay(single, sim.now, st.stats["queries_out"])) > 0:
+            sim.run(until=sim.now + wait)  # the crawler's driver sleeps as long
         op = sim.start(me, action(job))
         ev = early.pop(op, None)
         if ev is not None:
+            pacer.done(single)
             finish(job, ev, sim.now)
         else:
             pending[op] = job
@@ -277,6 +275,8 @@ def run_sim(args: argparse.Namespace) -> dict[str, Any]:
     sim, live, facts = build_network(args)
     result = sim_crawl(sim, live, args)
     q = result["queries_per_node_at_share"] or result["queries_per_node"]
+    t99 = result["time_to_share_answered_s"]
+    nodes = result["live_nodes_in_shard"]
     return {
         "bench": "crawl",
         "params": {
@@ -289,21 +289,30 @@ def run_sim(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": args.concurrency,
             "share": args.share,
             "shard": args.shard,
+            "query_timeout": args.query_timeout,
+            "stop_at_share": args.stop_at_share,
             "seed": args.seed,
         },
         **facts,
         **result,
-        # The crawl is paced by its rate: a node costs about q queries whatever the size,
-        # so N nodes take N q / rate seconds on one shard, N q / (n rate) on n shards.
+        # A node costs about q queries whatever the network's size, and the crawl's time
+        # grows with the nodes per shard at a given rate: N nodes take about N q / (n rate)
+        # seconds on n shards if the rate were all used (rate_bound), or this crawl's time
+        # scaled by N / (n nodes) (scaled: the tail of lookups and timeouts included).
         "extrapolation": {
             "nodes": args.extrapolate,
             "queries_per_node": q,
             "rate_per_shard": args.rate,
-            "hours_on_shards": {
+            "rate_bound_hours_on_shards": {
                 str(n): round(args.extrapolate * q / (n * args.rate) / 3600, 2)
                 for n in (1, 2, 4, 8, 16)
             },
-            "this_network_predicted_s": round(result["live_nodes_in_shard"] * q / args.rate, 1),
+            "scaled_hours_on_shards": {
+                str(n): round(t99 * args.extrapolate / (n * nodes) / 3600, 2)
+                for n in (1, 2, 4, 8, 16)
+            }
+            if t99
+            else None,
         },
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "python": platform.python_version(),
@@ -450,6 +459,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--infohashes", type=argtypes.count, default=20000, help="sim: stored")
     ap.add_argument("--concurrency", type=argtypes.positive_int, default=1024, help="sim")
     ap.add_argument("--shard", default="1/1", help="sim: crawl one shard I/N")
+    ap.add_argument(
+        "--query-timeout",
+        type=argtypes.positive_seconds,
+        default=2.0,
+        help="sim: the crawler's (dead addresses hold a request this long; fewer in flight "
+        "make the simulation faster)",
+    )
+    ap.add_argument(
+        "--stop-at-share",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sim: end the crawl once --share of the live nodes answered",
+    )
     ap.add_argument(
         "--extrapolate", type=argtypes.positive_int, default=20_000_000, help="sim: nodes"
     )

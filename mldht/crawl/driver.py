@@ -16,22 +16,16 @@ import anyio.abc
 from mldht import MldhtError
 from mldht.runtime import DHTNode, format_addr
 
-from .planner import Crawl, Job, NodeLike, SampleReply, TokenBucket
+from .pacing import Pacer
+from .planner import Crawl, Job, NodeLike, SampleReply
 from .store import CrawlStore, StoreError
 
-__all__ = ["FLUSH_INTERVAL", "LOOKUP_COST", "Crawler", "Snapshot"]
+__all__ = ["FLUSH_INTERVAL", "Crawler", "Snapshot"]
 
 log = logging.getLogger("mldht.crawl")
 
 FLUSH_INTERVAL = 10.0
 """Seconds between writes of what changed to the database while crawling."""
-LOOKUP_COST = 16
-"""Queries a lookup (find_node, get_peers) is charged before it starts, until two have
-run; then the mean of what the lookups sent (within 4..64). A lookup sends alpha (4)
-queries at once and more as answers come: charged up front, it waits for a full bucket
-instead of bursting past the rate; the difference is settled as the node's query counter
-shows it."""
-
 
 @dataclass(slots=True)
 class Snapshot:
@@ -85,12 +79,8 @@ class Crawler:
         self.started = 0.0
         self.ended = 0.0
         self._changed = anyio.Event()
-        self._bucket: TokenBucket | None = None
-        self._accounted = 0.0
+        self._pacer: Pacer | None = None
         self._queries_base = 0
-        self._single = 0  # samples and pings sent: one query each
-        self._lookups = 0  # lookups started
-        self._lookups_running = 0
 
     @property
     def queries_sent(self) -> int:
@@ -99,49 +89,24 @@ class Crawler:
     def _notify(self) -> None:
         self._changed.set()
 
-    def lookup_cost(self) -> float:
-        """What a lookup is charged: the mean the lookups sent so far (LOOKUP_COST until
-        two have run)."""
-        if self._lookups < 2:
-            return LOOKUP_COST
-        return min(64.0, max(4.0, (self.queries_sent - self._single) / self._lookups))
-
     async def _pace(self, job: Job) -> None:
-        """Wait for a job's tokens (a full bucket for a lookup); settle first the
-        queries the node sent beyond those paid for, or what was paid and not sent
-        while no lookup runs."""
-        bucket = self._bucket
-        assert bucket is not None
+        """Wait until the job's queries fit the rate (see :mod:`.pacing`)."""
+        pacer = self._pacer
+        assert pacer is not None
         single = job.node is not None
-        cost = 1.0 if single else self.lookup_cost()
         while True:
             sent = self.node.stats.get("queries_out", 0)
-            if sent > self._accounted or self._lookups_running == 0:
-                bucket.charge(sent - self._accounted)
-                self._accounted = float(sent)
-            now = anyio.current_time()
-            if not single and self._lookups_running >= max(1, self.rate // (2 * cost)):
-                # lookups in flight at once: few at low rates, or their queries, sent as
-                # answers come and charged only then, would go past the rate together
-                await anyio.sleep(min(0.1, cost / self.rate))
-                continue
-            if bucket.take(now, cost):
-                self._accounted += cost  # the queries about to be sent
-                if single:
-                    self._single += 1
-                else:
-                    self._lookups += 1
-                    self._lookups_running += 1
+            wait = pacer.delay(single, anyio.current_time(), sent)
+            if wait <= 0:
                 return
-            await anyio.sleep(bucket.delay(now, cost))
+            await anyio.sleep(wait)
 
     async def run(self, stop: anyio.Event | None = None) -> None:
         """Crawl until done, ``duration`` passes, or ``stop`` is set."""
         self.started = anyio.current_time()
         deadline = self.started + self.duration
         self._queries_base = self.node.stats.get("queries_out", 0)
-        self._accounted = float(self._queries_base)
-        self._bucket = TokenBucket(self.rate, max(1.0, self.rate / 4), self.started)
+        self._pacer = Pacer(self.rate, self.started, self._queries_base)
         slots = anyio.Semaphore(self.concurrency)
         try:
             with anyio.move_on_after(self.duration):
@@ -218,8 +183,8 @@ class Crawler:
                 crawl.on_peers(job.target, count)
         finally:
             self.in_flight -= 1
-            if job.node is None:
-                self._lookups_running -= 1
+            if self._pacer is not None:
+                self._pacer.done(job.node is not None)
             slots.release()
             self._notify()
 

@@ -435,10 +435,13 @@ async def test_crawl_at_a_low_rate_paces_its_lookups_and_tells_unknown_peers(
         summary = json.loads(capsys.readouterr().out)
     times = sorted(t for t, *_ in log.all())
     assert times
+    # (times are when the swarm, in this process, read the queries: a busy machine
+    # bunches them, hence some slack; the old code sent 77 in the first second)
     first_second = sum(1 for t in times if t < times[0] + 1.0)
-    assert first_second <= 1.25 * rate, first_second
+    assert first_second <= 1.5 * rate, first_second
     windows = [sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times)]
-    assert max(windows) <= 1.6 * rate, max(windows)
+    assert max(windows) <= 2 * rate, max(windows)
+    assert len(times) <= rate * (times[-1] - times[0] + 1.0)
     con = sqlite3.connect(db)
     (unknown,) = con.execute("SELECT COUNT(*) FROM infohashes WHERE peers IS NULL").fetchone()
     con.close()

@@ -27,6 +27,7 @@ log = logging.getLogger("mldht.crawl")
 FLUSH_INTERVAL = 10.0
 """Seconds between writes of what changed to the database while crawling."""
 
+
 @dataclass(slots=True)
 class Snapshot:
     """Progress numbers at one moment."""

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mldht.crawl import estimate, planner
+from mldht.crawl import estimate, pacing, planner, shard
 from mldht.crawl.estimate import estimate_size, k_closest
 from mldht.crawl.planner import Crawl, TokenBucket, format_version
 from mldht.crawl.shard import WHOLE, Shard, parse_shard
@@ -27,7 +27,7 @@ IMPURE = {"anyio", "socket", "sqlite3", "asyncio", "trio", "time", "threading"}
 
 def test_planner_is_sans_io() -> None:
     """No event loop, socket, clock or database in the planner: time comes in as ``now``."""
-    for module in (planner, estimate):
+    for module in (planner, estimate, pacing, shard):
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -362,3 +362,28 @@ def test_a_shard_samples_and_looks_up_only_its_ids() -> None:
     assert kinds.count("lookup") == 50 and kinds.count("sample") == len(inside)
     for _, start, end in c.empty_regions(0.5):
         assert part.lo <= start < end <= part.hi
+
+
+def test_pacer_charges_lookups_up_front_and_settles_with_the_counter() -> None:
+    """At 20 q/s: samples one token each; a lookup waits for its charge (16 until two
+    have run), runs alone, and what it sent beyond the charge delays the next job."""
+    pacer = pacing.Pacer(20.0, 0.0, sent=100)
+    sent = 100
+    for _ in range(5):  # the burst: a quarter of a second's worth
+        assert pacer.delay(True, 0.0, sent) == 0.0
+        sent += 1
+    assert pacer.delay(True, 0.0, sent) == pytest.approx(1 / 20)
+    # a lookup waits for a full bucket (its 16 tokens are more than the burst of 5)
+    wait = pacer.delay(False, 0.0, sent)
+    assert wait == pytest.approx(5 / 20)
+    assert pacer.delay(False, wait, sent) == 0.0 and pacer.lookups_running == 1
+    # a second lookup may not run beside it at this rate, whatever the tokens
+    assert pacer.delay(False, 100.0, sent) > 0 and pacer.lookups == 1
+    pacer.done(False)
+    # it sent 40 queries, 24 more than charged: the next sample waits for them
+    sent += 40
+    assert pacer.delay(True, wait, sent) == pytest.approx((24 + 11 + 1) / 20)
+    # after two lookups the charge is what they sent on average
+    assert pacer.lookup_cost(sent) == 16.0
+    pacer.lookups = 2
+    assert pacer.lookup_cost(sent) == pytest.approx((sent - 100 - 5) / 2)

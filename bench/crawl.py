@@ -2,17 +2,19 @@
 
 Prints one JSON object. Two modes:
 
-* ``--mode sim`` (the default): the crawler's planner (:class:`mldht.crawl.planner.Crawl`,
-  the policy ``mldht crawl`` runs) drives a read-only node in a simulated network
-  (:class:`mldht.sim.Simulator`, virtual clock) of ``--nodes`` live nodes (default
-  10^5; ``--dead-share`` more addresses that never answer, 10% by default, in the tables
-  in that proportion) with lognormal round trips (median ~80 ms) and ``--loss`` (1%).
+* ``--mode sim`` (the default): the crawler's planner and pacer
+  (:mod:`mldht.crawl.planner`, :mod:`mldht.crawl.pacing`, as ``mldht crawl`` runs them)
+  drive a read-only node in a simulated network (:class:`mldht.sim.Simulator`, virtual
+  clock) of ``--nodes`` live nodes (default 10^4; the README's figures are for 10^5, about
+  20 minutes and 3 GB), ``--dead-share`` more addresses that never answer (10%, in the
+  tables in that proportion), lognormal round trips (median ~80 ms) and ``--loss`` (1%).
   Each node's table holds 24 random nodes and its 16 id neighbours
-  (:meth:`Simulator.populate`); ``--infohashes`` random info-hashes are stored on the 8
-  nodes closest to each. The crawl runs at ``--rate`` queries/s of virtual time
-  (``--concurrency`` in flight), optionally on one ``--shard I/N``. Reported: virtual
-  time to 99% of the live nodes answering, queries per node by then, and what a crawl of
-  ``--extrapolate`` nodes (default 20 million) would take on 1..16 shards at that rate.
+  (:meth:`Simulator.populate`); ``--infohashes`` random info-hashes (default one per 5
+  nodes) are stored on the 8 nodes closest to each. The crawl runs at ``--rate``
+  queries/s of virtual time (``--concurrency`` in flight), optionally on one ``--shard
+  I/N``. Reported: virtual time to 99% of the live nodes answering, queries per node by
+  then, and what a crawl of ``--extrapolate`` nodes (default 20 million) would take on
+  1..16 shards at that rate.
 * ``--mode loopback``: a child process runs ``tools/swarm.py`` (``--nodes`` mldht
   nodes on 127.77.x.y); once it is ready, ``tools/crawl.py`` runs as its own process
   against it (``--bootstrap`` the swarm's first node, ``--rate`` queries/s, default
@@ -439,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
         "--nodes",
         type=argtypes.positive_int,
         default=None,
-        help="network size (default 100000 simulated, 1000 on loopback)",
+        help="network size (default 10000 simulated, 1000 on loopback; the README's "
+        "figures: 100000 simulated)",
     )
     ap.add_argument(
         "--rate", type=argtypes.positive_number, default=1000.0, help="crawler queries/s at most"
@@ -456,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=argtypes.count, default=1)
     ap.add_argument("--dead-share", type=float, default=0.1, help="sim: dead addresses")
     ap.add_argument("--loss", type=float, default=0.01, help="sim: datagram loss")
-    ap.add_argument("--infohashes", type=argtypes.count, default=20000, help="sim: stored")
+    ap.add_argument("--infohashes", type=argtypes.count, default=None, help="sim: stored")
     ap.add_argument("--concurrency", type=argtypes.positive_int, default=1024, help="sim")
     ap.add_argument("--shard", default="1/1", help="sim: crawl one shard I/N")
     ap.add_argument(
@@ -495,7 +498,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     sim = args.mode == "sim"
     if args.nodes is None:
-        args.nodes = 100_000 if sim else 1000
+        args.nodes = 10_000 if sim else 1000
+    if args.infohashes is None:
+        args.infohashes = args.nodes // 5
     if args.duration is None:
         args.duration = 3600.0 if sim else 120.0
     t0 = time.perf_counter()

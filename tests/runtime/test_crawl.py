@@ -436,11 +436,12 @@ async def test_crawl_at_a_low_rate_paces_its_lookups_and_tells_unknown_peers(
     assert len(rows) >= 5 and rows[-1][1] > 0
     first = next(q for t, q in rows if t >= 1.0)
     assert first <= 1.25 * rate, rows[:3]  # the old code: 77
-    # one get_peers lookup may cost more than a second's worth at 20 q/s (it is charged
-    # up front, then alone): bounded over any 3 s
-    for (t0, q0), (t1, q1) in zip(rows, rows[3:], strict=False):
-        assert q1 - q0 <= 1.5 * rate * max(t1 - t0, 3.0), (t0, t1, q1 - q0)
-    assert rows[-1][1] <= rate * (rows[-1][0] + 1.0)
+    # Over any span: the rate, the burst (a quarter second's worth), and what the one
+    # lookup allowed at a time at 20 q/s sends beyond its up-front charge, known only as
+    # it goes out (a lookup asks each of the 50 nodes once, a few twice: < 100)
+    for i, (t0, q0) in enumerate(rows):
+        for t1, q1 in rows[i + 1 :]:
+            assert q1 - q0 <= rate * (t1 - t0) + rate / 4 + 100, (t0, t1, q1 - q0)
     con = sqlite3.connect(db)
     (unknown,) = con.execute("SELECT COUNT(*) FROM infohashes WHERE peers IS NULL").fetchone()
     con.close()

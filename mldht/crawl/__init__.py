@@ -3,6 +3,7 @@
 ::
 
     python tools/crawl.py --bootstrap HOST:PORT --duration 60 --db out.sqlite [--plot out.png]
+    mldht crawl --shard 2/4 --db postgresql://USER@HOST:PORT/DB ...
 
 How it crawls:
 
@@ -14,12 +15,17 @@ How it crawls:
   ``find_node`` lookups seed the sweep and, once it has ended, probe the id regions where
   nodes should be but none is known (see :mod:`mldht.crawl.planner`).
 * Every query it sends, its node's own included, goes through one token bucket
-  (``--rate``); the requests in flight (``--concurrency``), the nodes kept
-  (``--max-nodes``) and the info-hashes kept (``--max-infohashes``) are bounded.
+  (``--rate``, see :mod:`mldht.crawl.pacing`); the requests in flight
+  (``--concurrency``), the nodes kept (``--max-nodes``) and the info-hashes kept
+  (``--max-infohashes``) are bounded.
+* ``--shard I/N`` keeps it to the I-th of N equal parts of the id space, so N crawlers
+  share a crawl without overlap (:mod:`mldht.crawl.shard`).
 
-It writes SQLite (``--db``): ``nodes`` (id, ip, port, version, bep51, first_seen,
-last_seen, rtt_ms, ...), ``infohashes`` (infohash, first_seen, sources, peers),
-``timeline`` and ``crawls``; times are Unix seconds. ``--peers`` runs get_peers for each
+It writes SQLite (``--db FILE``) or PostgreSQL (``--db postgresql://...``, the
+``postgres`` extra), the same tables in both: ``nodes`` (id, ip, port, version, bep51,
+first_seen, last_seen, rtt_ms, ...), ``infohashes`` (infohash, first_seen, sources,
+peers), ``timeline`` and ``crawls``; times are Unix seconds; rows are upserted, so shards
+can write one database at once. ``--peers`` runs get_peers for each
 info-hash found and stores the peer count. At the end it prints a summary with an
 estimate of the network's size; ``--plot`` draws the crawl (needs matplotlib, the
 ``plot`` extra). Ctrl-C stops it cleanly and keeps what it found.
@@ -27,8 +33,10 @@ estimate of the network's size; ``--plot`` draws the crawl (needs matplotlib, th
 Uses the public API of mldht only. The package:
 
 * :mod:`.planner`: the policy, sans-IO (replies and time in, requests out);
-  :mod:`.estimate`: the network size estimate;
-* :mod:`.store`: the SQLite database;
+  :mod:`.estimate`: the network size estimate; :mod:`.shard`: the id range of a shard;
+  :mod:`.pacing`: the rate (sans-IO too);
+* :mod:`.store`: the SQLite database and what both stores share; :mod:`.store_pg`:
+  PostgreSQL;
 * :mod:`.driver`: the async part, driving a :class:`~mldht.runtime.DHTNode`;
 * :mod:`.display`: progress, summary and plot;
 * :mod:`.command`: the options, their checks, the handler and ``main``.
@@ -47,19 +55,24 @@ if TYPE_CHECKING:
     from .display import PlainProgress, RichProgress, have_matplotlib
     from .driver import Crawler, Snapshot
     from .estimate import SizeEstimate, estimate_size, k_closest
+    from .pacing import Pacer
     from .planner import Crawl, CrawlNode, Job, TokenBucket, format_version
-    from .store import Store
+    from .shard import Shard, parse_shard
+    from .store import Store, StoreError, open_store
 
 __all__ = [
     "Crawl",
     "CrawlNode",
     "Crawler",
     "Job",
+    "Pacer",
     "PlainProgress",
     "RichProgress",
+    "Shard",
     "SizeEstimate",
     "Snapshot",
     "Store",
+    "StoreError",
     "TokenBucket",
     "add_arguments",
     "build_parser",
@@ -70,6 +83,8 @@ __all__ = [
     "have_matplotlib",
     "k_closest",
     "main",
+    "open_store",
+    "parse_shard",
 ]
 
 _HOME = {
@@ -92,6 +107,11 @@ _HOME = {
     "TokenBucket": "planner",
     "format_version": "planner",
     "Store": "store",
+    "StoreError": "store",
+    "open_store": "store",
+    "Pacer": "pacing",
+    "Shard": "shard",
+    "parse_shard": "shard",
 }
 
 

@@ -17,7 +17,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from mldht.argtypes import (
     Addr,
     Parser,
     bind_address,
+    checked,
     count,
     non_negative_seconds,
     peer_address,
@@ -42,9 +42,9 @@ from mldht.runtime import DHTNode, format_addr, run
 
 from . import display
 from .driver import Crawler
-from .estimate import K
 from .planner import DEFAULT_MAX_INFOHASHES, DEFAULT_MAX_NODES, DEFAULT_MIN_INTERVAL, Crawl
-from .store import Store
+from .shard import WHOLE, parse_shard
+from .store import CrawlStore, StoreError, is_postgres_url, open_store
 
 __all__ = ["PROG", "add_arguments", "build_parser", "check_args", "handle", "main"]
 
@@ -55,6 +55,8 @@ DEFAULT_RATE = 200.0
 DEFAULT_DURATION = 300.0
 DEFAULT_QUERY_TIMEOUT = 5.0
 DEFAULT_LOOKUPS = 8
+FULL_ESTIMATE_TARGETS = 2048
+"""Random targets of the size estimate over a complete crawl (cheap: no query is sent)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,8 +106,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default="crawl.sqlite",
-        metavar="FILE",
-        help="SQLite database to write (default crawl.sqlite; rows are upserted)",
+        metavar="FILE|URL",
+        help=(
+            "database to write: a SQLite file (default crawl.sqlite), or "
+            "postgresql://USER@HOST:PORT/DB (needs mldht[postgres]); rows are upserted, "
+            "so several crawls (shards) can write one database"
+        ),
+    )
+    parser.add_argument(
+        "--shard",
+        type=checked(parse_shard),
+        default=WHOLE,
+        metavar="I/N",
+        help=(
+            "crawl only the I-th of N equal parts of the id space (1 <= I <= N): N "
+            "crawlers with 1/N .. N/N share a crawl without overlap (default 1/1)"
+        ),
     )
     parser.add_argument(
         "--peers", action="store_true", help="also run get_peers for each info-hash found"
@@ -184,26 +200,41 @@ def check_args(args: argparse.Namespace) -> str | None:
         parent = Path(args.plot).expanduser().resolve().parent
         if not parent.is_dir():
             return f"--plot: directory {str(parent)!r} does not exist"
-    db_parent = Path(args.db).expanduser().resolve().parent
-    if not db_parent.is_dir():
-        return f"--db: directory {str(db_parent)!r} does not exist"
+    if is_postgres_url(args.db):
+        from .store_pg import have_psycopg
+
+        if not have_psycopg():
+            return "--db postgresql://... needs psycopg (pip install 'mldht[postgres]')"
+    else:
+        db_parent = Path(args.db).expanduser().resolve().parent
+        if not db_parent.is_dir():
+            return f"--db: directory {str(db_parent)!r} does not exist"
     if args.progress == "rich" and not display.have_rich():
         return "--progress rich needs rich, which is not installed (pip install 'mldht[crawl]')"
     return None
 
 
 async def _resolve_all(addrs: Sequence[Addr], family: socket.AddressFamily) -> list[Addr]:
+    """The first contacts' addresses. Names are resolved here only (the crawler's node
+    gets addresses), and the ones that fail are told in one warning."""
     out: list[Addr] = []
+    failed: list[str] = []
     for host, port in addrs:
         try:
             infos = await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
         except OSError as exc:
-            log.warning("cannot resolve %s: %s", host, exc)
+            failed.append(f"{host} ({exc.strerror or exc})")
             continue
         for *_, sockaddr in infos:
             found = (str(sockaddr[0]), int(sockaddr[1]))
             if found not in out:
                 out.append(found)
+    if failed:
+        log.warning(
+            "cannot resolve %s%s",
+            ", ".join(failed),
+            "" if out else "; no first contact left: is this machine offline?",
+        )
     return out
 
 
@@ -232,9 +263,9 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
     family = socket.AF_INET6 if ":" in args.bind[0] else socket.AF_INET
     routers: list[Addr] | None = args.bootstrap
     try:
-        store = Store(args.db, wall_offset, anyio.current_time())
-    except sqlite3.Error as exc:
-        sys.stderr.write(f"{PROG}: error: --db: cannot open {args.db!r}: {exc}\n")
+        store: CrawlStore = open_store(args.db, wall_offset, anyio.current_time())
+    except StoreError as exc:
+        sys.stderr.write(f"{PROG}: error: --db: {exc}\n")
         return 2
     concurrency = args.concurrency or max(16, min(1024, math.ceil(args.rate * args.query_timeout)))
     progress: display.PlainProgress | display.RichProgress | None = None
@@ -247,9 +278,12 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
         progress = display.PlainProgress(sys.stderr, args.status_interval)
     crawler: Crawler | None = None
     try:
+        contacts = await _resolve_all(routers if routers is not None else _public_routers(), family)
         async with DHTNode(
             bind=args.bind,
-            bootstrap=routers,
+            # No join of its own: a join's lookups would go out before the crawl and its
+            # rate. The crawl samples the contacts first; they fill the node's table.
+            bootstrap=[],
             read_only=True,
             query_timeout=args.query_timeout,
             soft_timeout=min(1.0, args.query_timeout),
@@ -258,10 +292,8 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
             # defaults favour exact closest sets over query counts).
             alpha=4,
             lookup_k=8,
+            local_network=False if routers is None else None,
         ) as node:
-            contacts = await _resolve_all(
-                routers if routers is not None else _public_routers(), family
-            )
             crawl = Crawl(
                 rng,
                 anyio.current_time(),
@@ -271,6 +303,7 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
                 public_only=_is_public(contacts),
                 peers=args.peers,
                 own_id=node.node_id,
+                shard=args.shard,
             )
             for addr in contacts:
                 crawl.add_contact(addr)
@@ -288,17 +321,21 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
     except BaseException:
         # Cancelled from outside, or the node failed: still keep what was found.
         if crawler is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(StoreError):
                 store.flush(crawler.crawl, crawler.timeline)
         store.close()
         raise
     finally:
         if progress is not None:
             progress.close()
-    estimate = crawl.estimate(extra_targets=max(16, min(256, len(crawl.ids) // K)))
-    summary = display.summarize(crawler, estimate, str(args.db))
+    estimate = crawl.estimate(extra_targets=FULL_ESTIMATE_TARGETS)
+    summary = display.summarize(crawler, estimate, store.label)
+    stored = True
     try:
         store.finish(crawl, crawler.timeline, summary)
+    except StoreError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        stored = False
     finally:
         store.close()
     with contextlib.suppress(BrokenPipeError):
@@ -311,7 +348,7 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
             return 1
         if not args.json:
             print(f"plot:         {args.plot}", flush=True)
-    return 0 if crawl.responders else 1
+    return 0 if crawl.responders and stored else 1
 
 
 def _public_routers() -> list[Addr]:

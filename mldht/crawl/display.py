@@ -38,10 +38,11 @@ class PlainProgress:
             return
         self._next = s.elapsed + self.interval
         with contextlib.suppress(BrokenPipeError, ValueError):
+            peers = f" peers {s.peers_done}/{s.peers_planned}" if s.peers else ""
             self.stream.write(
                 f"[{s.elapsed:6.0f}s] nodes {s.found} queried {s.queried} "
-                f"responding {s.responders} bep51 {s.bep51} infohashes {s.infohashes} "
-                f"queries {s.queries} ({s.qps:.0f}/s) in flight {s.in_flight}\n"
+                f"responding {s.responders} bep51 {s.bep51} infohashes {s.infohashes}"
+                f"{peers} queries {s.queries} ({s.qps:.0f}/s) in flight {s.in_flight}\n"
             )
             self.stream.flush()
 
@@ -49,23 +50,32 @@ class PlainProgress:
         pass
 
 
+def clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    whole = max(0, int(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 class RichProgress:
-    """A live progress bar (rich) on a terminal: nodes queried out of found."""
+    """Live progress bars (rich) on a terminal: nodes queried out of found, and with
+    ``--peers`` the get_peers lookups done out of planned. The clock is the crawl's
+    (rich's own stops when a bar is full, though the crawl goes on)."""
 
     def __init__(self, stream: TextIO) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn
 
         self._progress = Progress(
-            TextColumn("[bold]crawl"),
+            TextColumn("[bold]{task.description:5}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} queried"),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
             TextColumn("{task.fields[line]}"),
-            TimeElapsedColumn(),
+            TextColumn("{task.fields[clock]}"),
             console=Console(file=stream),
             transient=False,
         )
-        self._task = self._progress.add_task("crawl", total=1, line="")
+        self._task = self._progress.add_task("crawl", total=1, unit="queried", line="", clock="")
+        self._peers: Any = None
         self._progress.start()
 
     def __call__(self, s: Snapshot) -> None:
@@ -74,7 +84,20 @@ class RichProgress:
             completed=s.queried,
             total=max(s.found, 1),
             line=(f"resp {s.responders} bep51 {s.bep51} ih {s.infohashes} {s.qps:.0f} q/s"),
+            clock=clock(s.elapsed),
         )
+        if s.peers:
+            if self._peers is None:
+                self._peers = self._progress.add_task(
+                    "peers", total=1, unit="looked up", line="", clock=""
+                )
+            self._progress.update(
+                self._peers,
+                completed=s.peers_done,
+                total=max(s.peers_planned, 1),
+                line=f"get_peers, {s.peers_planned - s.peers_done} to go",
+                clock=clock(s.elapsed),
+            )
 
     def close(self) -> None:
         self._progress.stop()
@@ -194,11 +217,17 @@ def summarize(crawler: Crawler, estimate: SizeEstimate | None, db: str | None) -
         "infohashes": len(crawl.infohashes),
         "samples_received": crawl.samples_received,
         "with_peers": sum(1 for i in crawl.infohashes.values() if i.peers),
+        "peers_looked_up": crawl.peers_done - crawl.peers_failed,
+        "peers_unknown": (
+            sum(1 for i in crawl.infohashes.values() if i.peers is None) if crawl.want_peers else 0
+        ),
         "queries_sent": crawler.queries_sent,
         "queries_per_s": round(crawler.queries_sent / duration, 1),
         "nodes_dropped": crawl.nodes_dropped,
         "infohashes_dropped": crawl.infohashes_dropped,
         "sweeps": crawl.sweeps,
+        "nodes_outside_shard": crawl.outside,
+        "shard": crawl.shard.as_dict(),
         "clients": dict(clients.most_common(10)),
         "network_size": None if estimate is None else estimate.as_dict(),
         "db": db,
@@ -216,13 +245,26 @@ def format_summary(s: dict[str, Any]) -> str:
         f"info-hashes:  {s['infohashes']} (from {s['samples_received']} samples)",
         f"queries:      {s['queries_sent']} ({s['queries_per_s']:.1f}/s)",
     ]
-    if s["with_peers"]:
-        lines.append(f"with peers:   {s['with_peers']}")
+    if s["shard"]["shard"] != "1/1":
+        part = s["shard"]
+        lines.insert(
+            1,
+            f"shard:        {part['shard']} of the id space ({part['first_id'][:6]}.. to "
+            f"{part['last_id'][:6]}..; {s['nodes_outside_shard']} nodes outside left out)",
+        )
+    if s["peers_looked_up"] or s["peers_unknown"]:
+        line = f"peers:        {s['with_peers']} of {s['infohashes']} info-hashes have peers"
+        if s["peers_unknown"]:
+            line += f"; {s['peers_unknown']} unknown (crawl ended or no answer)"
+        lines.append(line)
     size = s["network_size"]
     if size is None:
         lines.append("network size: not enough nodes seen to estimate")
     else:
-        lines.append(f"network size: ~{size['estimate']} ± {size['stderr']} ({size['method']})")
+        lines.append(
+            f"network size: ~{size['estimate']} ± {size['stderr']} "
+            f"({size['k']}-closest fit, {size['targets']} targets)"
+        )
     if s["clients"]:
         lines.append(
             "clients:      " + ", ".join(f"{name} {n}" for name, n in s["clients"].items())

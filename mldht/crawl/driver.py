@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,8 +16,9 @@ import anyio.abc
 from mldht import MldhtError
 from mldht.runtime import DHTNode, format_addr
 
-from .planner import Crawl, Job, NodeLike, SampleReply, TokenBucket
-from .store import Store
+from .pacing import Pacer
+from .planner import Crawl, Job, NodeLike, SampleReply
+from .store import CrawlStore, StoreError
 
 __all__ = ["FLUSH_INTERVAL", "Crawler", "Snapshot"]
 
@@ -42,6 +42,10 @@ class Snapshot:
     queries: int
     qps: float
     in_flight: int
+    peers_done: int = 0
+    peers_planned: int = 0
+    peers: bool = False
+    """``--peers``: get_peers lookups run (their numbers are the two above)."""
 
 
 class Crawler:
@@ -60,7 +64,7 @@ class Crawler:
         rate: float,
         concurrency: int,
         duration: float,
-        store: Store | None = None,
+        store: CrawlStore | None = None,
         on_progress: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.node = node
@@ -76,8 +80,7 @@ class Crawler:
         self.started = 0.0
         self.ended = 0.0
         self._changed = anyio.Event()
-        self._bucket: TokenBucket | None = None
-        self._accounted = 0
+        self._pacer: Pacer | None = None
         self._queries_base = 0
 
     @property
@@ -87,27 +90,24 @@ class Crawler:
     def _notify(self) -> None:
         self._changed.set()
 
-    async def _pace(self) -> None:
-        """Wait for a token; charge first the queries the node sent beyond those paid for."""
-        bucket = self._bucket
-        assert bucket is not None
+    async def _pace(self, job: Job) -> None:
+        """Wait until the job's queries fit the rate (see :mod:`.pacing`)."""
+        pacer = self._pacer
+        assert pacer is not None
+        single = job.node is not None
         while True:
             sent = self.node.stats.get("queries_out", 0)
-            if sent > self._accounted:
-                bucket.charge(sent - self._accounted)
-                self._accounted = sent
-            now = anyio.current_time()
-            if bucket.take(now):
-                self._accounted += 1  # the query about to be sent
+            wait = pacer.delay(single, anyio.current_time(), sent)
+            if wait <= 0:
                 return
-            await anyio.sleep(bucket.delay(now))
+            await anyio.sleep(wait)
 
     async def run(self, stop: anyio.Event | None = None) -> None:
         """Crawl until done, ``duration`` passes, or ``stop`` is set."""
         self.started = anyio.current_time()
         deadline = self.started + self.duration
-        self._queries_base = self._accounted = self.node.stats.get("queries_out", 0)
-        self._bucket = TokenBucket(self.rate, max(1.0, self.rate / 4), self.started)
+        self._queries_base = self.node.stats.get("queries_out", 0)
+        self._pacer = Pacer(self.rate, self.started, self._queries_base)
         slots = anyio.Semaphore(self.concurrency)
         try:
             with anyio.move_on_after(self.duration):
@@ -146,7 +146,7 @@ class Crawler:
                 wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
                 with anyio.move_on_after(wait):
                     await changed.wait()
-            await self._pace()
+            await self._pace(job)
             self.in_flight += 1
             tg.start_soon(self._execute, job, slots)
 
@@ -184,6 +184,8 @@ class Crawler:
                 crawl.on_peers(job.target, count)
         finally:
             self.in_flight -= 1
+            if self._pacer is not None:
+                self._pacer.done(job.node is not None)
             slots.release()
             self._notify()
 
@@ -205,6 +207,9 @@ class Crawler:
             queries=self.queries_sent,
             qps=qps,
             in_flight=self.in_flight,
+            peers_done=c.peers_done,
+            peers_planned=c.peers_planned,
+            peers=c.want_peers,
         )
 
     def _tick(self) -> None:
@@ -232,5 +237,5 @@ class Crawler:
                 last_flush = anyio.current_time()
                 try:
                     self.store.flush(self.crawl, self.timeline)
-                except sqlite3.Error as exc:
-                    log.warning("could not write %s: %s", self.store.path, exc)
+                except StoreError as exc:
+                    log.warning("%s", exc)

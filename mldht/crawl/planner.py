@@ -38,6 +38,7 @@ from typing import Protocol
 
 from ..errors import InvalidArgument
 from .estimate import ID_BITS, SPACE, K, SizeEstimate, estimate_size
+from .shard import WHOLE, Shard
 
 __all__ = [
     "BUSY",
@@ -154,16 +155,18 @@ class TokenBucket:
     def charge(self, n: float) -> None:
         self.tokens -= n
 
-    def delay(self, now: float) -> float:
-        """Seconds until a token is available (0 if one is)."""
+    def delay(self, now: float, need: float = 1.0) -> float:
+        """Seconds until ``need`` tokens (at most ``burst``) are there (0 if they are)."""
         self.refill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
+        need = min(need, self.burst)
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
 
-    def take(self, now: float) -> bool:
-        """Take one token if one is available."""
-        if self.delay(now) > 0:
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens once the bucket holds them, or is full when ``cost`` is
+        more than ``burst`` (it then goes below zero, and the next take waits)."""
+        if self.delay(now, cost) > 0:
             return False
-        self.tokens -= 1.0
+        self.tokens -= cost
         return True
 
 
@@ -234,6 +237,9 @@ class Crawl:
     * ``public_only``: ignore addresses that are not globally routable (set when
       crawling the public DHT, where private and bogus addresses are noise).
     * ``peers``: also plan a get_peers lookup for each info-hash found.
+    * ``shard``: sample only the nodes whose ids lie in this part of the id space (the
+      others are counted in ``outside``, not kept), look up only targets in it, and
+      estimate the size of the whole network from it.
     """
 
     def __init__(
@@ -247,8 +253,10 @@ class Crawl:
         public_only: bool = False,
         peers: bool = False,
         own_id: bytes | None = None,
+        shard: Shard = WHOLE,
     ) -> None:
         self.rng = rng
+        self.shard = shard
         self.started = now
         self.max_nodes = max_nodes
         self.max_infohashes = max_infohashes
@@ -263,6 +271,7 @@ class Crawl:
         self._frontier: list[tuple[int, Addr]] = []  # unqueried, in id order
         self._cursor = 0
         self._first: deque[Addr] = deque()  # contacts without a known id
+        self._contacts: list[Addr] = []
         self._pings: deque[Addr] = deque()
         self._lookups: deque[bytes] = deque()
         self._probes: deque[bytes] = deque()
@@ -275,6 +284,10 @@ class Crawl:
         self._turn = 0
         self.lookup_results: list[tuple[int, list[int]]] = []
         self.peers_in_flight = 0
+        self.peers_done = 0
+        """get_peers lookups (``--peers``) ended, with an answer or not."""
+        self.peers_failed = 0
+        """... of which ended without an answer (their ``peers`` stays unknown)."""
         self.sweeps = 0
         self.responders = 0
         self.bep51_nodes = 0
@@ -283,6 +296,8 @@ class Crawl:
         self.nodes_dropped = 0
         self.infohashes_dropped = 0
         self.id_mismatches = 0
+        self.outside = 0
+        """Nodes reported to the crawl whose ids lie outside its shard (not kept)."""
         self.dirty_nodes: set[Addr] = set()
         self.dirty_infohashes: set[bytes] = set()
 
@@ -305,6 +320,11 @@ class Crawl:
         if addr not in self.nodes and self.addr_ok(addr):
             self.nodes[addr] = CrawlNode(addr, None, self.started, self.started)
             self._first.append(addr)
+            self._contacts.append(addr)
+
+    def _contacts_pending(self) -> bool:
+        """A first contact's sample (or ping) is yet to be sent or to end."""
+        return any(self.nodes[a].state in (FRONTIER, BUSY) for a in self._contacts)
 
     def add_lookup(self, target: bytes) -> None:
         """Plan a find_node lookup to ``target`` (seeds the sweep and the size estimate)."""
@@ -313,7 +333,7 @@ class Crawl:
     def add_random_lookups(self, n: int) -> None:
         """Plan ``n`` find_node lookups to uniformly random targets (drawn from ``rng``)."""
         for _ in range(n):
-            self.add_lookup(_id_bytes(self.rng.getrandbits(ID_BITS)))
+            self.add_lookup(_id_bytes(self.shard.random_id(self.rng)))
 
     def discover(self, node_id: bytes, addr: Addr, now: float) -> CrawlNode | None:
         """A node was reported to us; returns its record (None if it was not kept)."""
@@ -325,6 +345,9 @@ class Crawl:
             return rec
         if node_id == self.own_id or len(node_id) != 20 or not self.addr_ok(addr):
             return None
+        if not self.shard.contains(_id_int(node_id)):
+            self.outside += 1
+            return None
         if len(self.nodes) >= self.max_nodes:
             self.nodes_dropped += 1
             return None
@@ -335,11 +358,15 @@ class Crawl:
         self.dirty_nodes.add(addr)
         return rec
 
+    def keeps(self, rec: CrawlNode) -> bool:
+        """The node is one of the crawl's: its id is known and lies in the shard (a first
+        contact outside it was only asked for its neighbours)."""
+        return rec.id is not None and self.shard.contains(_id_int(rec.id))
+
     def _set_id(self, rec: CrawlNode, node_id: bytes) -> None:
         if rec.id == node_id:
             return
-        if rec.id is not None:
-            old = _id_int(rec.id)
+        if rec.id is not None and self.shard.contains(old := _id_int(rec.id)):
             self._id_count[old] -= 1
             if self._id_count[old] <= 0:
                 del self._id_count[old]
@@ -348,6 +375,8 @@ class Crawl:
                     del self._ids[i]
         rec.id = node_id
         new = _id_int(node_id)
+        if not self.shard.contains(new):
+            return  # the ids known are the shard's (targets, probes, estimate)
         if self._id_count[new] == 0:
             bisect.insort(self._ids, new)
         self._id_count[new] += 1
@@ -447,6 +476,8 @@ class Crawl:
 
     def on_peers(self, ih: bytes, count: int | None) -> None:
         self.peers_in_flight -= 1
+        self.peers_done += 1
+        self.peers_failed += count is None
         info = self.infohashes.get(ih)
         if info is not None and count is not None:
             info.peers = count
@@ -458,20 +489,24 @@ class Crawl:
         """A target in the widest gap of known ids next to ``rec``'s id (random if none).
 
         The node's table is densest around its own id, so its closest nodes to a point
-        in an adjacent gap are the nodes the crawl lacks there.
+        in an adjacent gap are the nodes the crawl lacks there. In a shard, the gaps end
+        at the shard's edges.
         """
         ids = self._ids
-        if rec.id is None or len(ids) < 2:
-            return _id_bytes(self.rng.getrandbits(ID_BITS))
-        x = _id_int(rec.id)
-        i = bisect.bisect_left(ids, x)
-        succ = ids[(i + 1) % len(ids)] if i < len(ids) and ids[i] == x else ids[i % len(ids)]
-        pred = ids[i - 1]
-        after = (succ - x) % SPACE or SPACE
-        before = (x - pred) % SPACE or SPACE
+        shard = self.shard
+        if rec.id is None or len(ids) < 2 or not shard.contains(x := _id_int(rec.id)):
+            return _id_bytes(shard.random_id(self.rng))
+        i = bisect.bisect_left(ids, x)  # ids[i] == x: in-shard ids are all indexed
+        if shard.whole:
+            succ, pred = ids[(i + 1) % len(ids)], ids[i - 1]
+            after = (succ - x) % SPACE or SPACE
+            before = (x - pred) % SPACE or SPACE
+        else:
+            after = (ids[i + 1] if i + 1 < len(ids) else shard.hi) - x
+            before = x - (ids[i - 1] if i > 0 else shard.lo - 1)
         if after >= before:
-            return _id_bytes(x + self.rng.randrange(1, after) if after > 1 else x + 1)
-        return _id_bytes(x - self.rng.randrange(1, before) if before > 1 else x - 1)
+            return _id_bytes(x + self.rng.randrange(1, after) if after > 1 else x)
+        return _id_bytes(x - self.rng.randrange(1, before) if before > 1 else x)
 
     def next_job(self, now: float, idle: bool = False) -> Job | None:
         """The next request to send, or None when there is nothing to do now.
@@ -499,7 +534,8 @@ class Crawl:
             if rec.state == FRONTIER:
                 self.queried += 1
                 return self._sample(rec)
-        if self._lookups:
+        if self._lookups and (self.responders or not self._contacts_pending()):
+            # after a first contact answered: the node's lookups start from its table
             return Job("lookup", None, self._lookups.popleft())
         while self._frontier:
             i = bisect.bisect_left(self._frontier, (self._cursor,))
@@ -520,28 +556,30 @@ class Crawl:
 
     def empty_regions(self, min_expected: float) -> list[tuple[float, int, int]]:
         """Id regions next to known nodes where no node is known though, at the density
-        seen, at least ``min_expected`` should be: (expected, first id, free bits), the
-        most promising first.
+        seen, at least ``min_expected`` should be: (expected, first id, end id), the most
+        promising first.
 
         The regions are the sibling subtrees along each known id's path in the binary
-        trie of ids. A node the sweep missed sits alone in such a subtree: the nodes that
-        know it return it only for a target inside that subtree.
+        trie of ids (their parts inside the shard). A node the sweep missed sits alone in
+        such a subtree: the nodes that know it return it only for a target inside it.
         """
         ids = self._ids
-        n = len(ids)
+        shard = self.shard
+        density = len(ids) / shard.size
         found: dict[tuple[int, int], float] = {}
         for x in ids:
-            for depth in range(1, ID_BITS + 1):
-                expected = n / (1 << depth)
-                if expected < min_expected:
+            for free in range(ID_BITS - 1, -1, -1):
+                if density * (1 << free) < min_expected:
                     break
-                free = ID_BITS - depth
-                lo = ((x >> free) ^ 1) << free
-                if (lo, free) in found or (lo, free) in self._probed:
+                start, end = shard.overlap(((x >> free) ^ 1) << free, 1 << free)
+                expected = density * (end - start)
+                if expected < min_expected or (start, end) in found:
                     continue
-                if bisect.bisect_left(ids, lo + (1 << free)) == bisect.bisect_left(ids, lo):
-                    found[(lo, free)] = expected
-        return sorted(((e, lo, free) for (lo, free), e in found.items()), reverse=True)
+                if (start, end) in self._probed:
+                    continue
+                if bisect.bisect_left(ids, end) == bisect.bisect_left(ids, start):
+                    found[(start, end)] = expected
+        return sorted(((e, lo, hi) for (lo, hi), e in found.items()), reverse=True)
 
     def _plan_probes(self) -> None:
         """Once the sweep has ended: lookups into the regions most likely to hide nodes.
@@ -557,9 +595,9 @@ class Crawl:
         self.probe_rounds += 1
         self._found_at_probe = len(self.nodes)
         budget = max(4, len(self.nodes) // PROBE_SHARE)
-        for _, lo, free in self.empty_regions(PROBE_MIN_EXPECTED)[:budget]:
-            self._probed.add((lo, free))
-            self._probes.append(_id_bytes(lo + self.rng.getrandbits(free)))
+        for _, start, end in self.empty_regions(PROBE_MIN_EXPECTED)[:budget]:
+            self._probed.add((start, end))
+            self._probes.append(_id_bytes(start + self.rng.randrange(end - start)))
 
     def _sample(self, rec: CrawlNode) -> Job:
         rec.state = BUSY
@@ -573,6 +611,11 @@ class Crawl:
             return None
         self.peers_in_flight += 1
         return Job("peers", None, self._peer_queue.popleft())
+
+    @property
+    def peers_planned(self) -> int:
+        """get_peers lookups planned so far (``--peers``: one per info-hash found)."""
+        return self.peers_done + self.peers_in_flight + len(self._peer_queue)
 
     def next_due(self) -> float | None:
         """When the next planned sample falls due (None when none is planned)."""
@@ -609,8 +652,9 @@ class Crawl:
         targets: list[tuple[int, Iterable[int]]] = [(t, ids) for t, ids in self.lookup_results]
         rng = random.Random(self.rng.getrandbits(64))
         if self.complete:
-            targets += [(rng.getrandbits(ID_BITS), ()) for _ in range(extra_targets)]
-            what = "the crawled set (the sweep ended: every node found was queried)"
+            targets += [(self.shard.random_id(rng), ()) for _ in range(extra_targets)]
+            what = "the crawled set"
         else:
-            what = "find_node lookups' closest nodes and the crawled set"
-        return estimate_size(self._ids, targets, K, what)
+            what = "lookups and the crawled set"
+        bounds = None if self.shard.whole else (self.shard.lo, self.shard.hi)
+        return estimate_size(self._ids, targets, K, what, bounds)

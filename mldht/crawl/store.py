@@ -1,7 +1,8 @@
-"""The crawl's SQLite database: ``nodes``, ``infohashes``, ``crawls`` and ``timeline``.
+"""The crawl's database: ``nodes``, ``infohashes``, ``crawls`` and ``timeline``, in SQLite
+(:class:`Store`, the default) or PostgreSQL (:mod:`.store_pg`, same tables and columns).
 
 Times are Unix seconds (the crawl's clock plus ``wall_offset``). Rows are upserted, so one
-database can hold several crawls.
+database can hold several crawls, and in PostgreSQL several shards can write at once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from ..errors import MldhtError
 from .planner import Crawl, format_version
 
-__all__ = ["Store"]
+__all__ = ["CrawlStore", "Store", "StoreError", "changed_rows", "is_postgres_url", "open_store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -83,12 +85,86 @@ ON CONFLICT (infohash) DO UPDATE SET
 """
 
 
+class StoreError(MldhtError):
+    """The crawl's database could not be opened or written (its driver's message)."""
+
+
+NodeRow = tuple[Any, ...]
+
+
+class CrawlStore(Protocol):
+    """Where a crawl's results go: :class:`Store` (SQLite) or
+    :class:`~mldht.crawl.store_pg.PostgresStore`. Each raises :class:`StoreError`."""
+
+    label: str
+
+    def flush(self, crawl: Crawl, timeline: Sequence[Sequence[float]] = ()) -> None: ...
+
+    def finish(
+        self, crawl: Crawl, timeline: Sequence[Sequence[float]], summary: dict[str, Any]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def changed_rows(crawl: Crawl, offset: float) -> tuple[list[NodeRow], list[NodeRow]]:
+    """The ``nodes`` and ``infohashes`` rows that changed since the last write, in key
+    order (concurrent writers then lock rows in one order), times as Unix seconds."""
+    rows = []
+    for addr in crawl.dirty_nodes:
+        rec = crawl.nodes.get(addr)
+        if rec is None or rec.id is None or not crawl.keeps(rec):
+            continue  # a contact that never answered, or one outside the shard
+        rows.append(
+            (
+                rec.id.hex(),
+                addr[0],
+                addr[1],
+                format_version(rec.version),
+                int(rec.bep51),
+                offset + rec.first_seen,
+                offset + rec.last_seen,
+                None if rec.rtt is None else round(rec.rtt * 1000.0, 3),
+                int(rec.responded),
+                rec.queries,
+                rec.num,
+                rec.interval,
+            )
+        )
+    ih_rows = []
+    for ih in crawl.dirty_infohashes:
+        info = crawl.infohashes.get(ih)
+        if info is not None:
+            ih_rows.append((ih.hex(), offset + info.first_seen, info.sources, info.peers))
+    rows.sort(key=lambda r: (r[1], r[2]))
+    ih_rows.sort()
+    return rows, ih_rows
+
+
+def open_store(db: str, wall_offset: float, started: float) -> CrawlStore:
+    """The store ``--db`` names: a ``postgresql://`` (or ``postgres://``) URL, else a
+    SQLite file. Raises :class:`StoreError`."""
+    if is_postgres_url(db):
+        from .store_pg import PostgresStore
+
+        return PostgresStore(db, wall_offset, started)
+    try:
+        return Store(db, wall_offset, started)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {db!r}: {exc}") from exc
+
+
+def is_postgres_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
 class Store:
     """The crawl's SQLite database. Rows are upserted, so a database can hold several
     crawls: a node keeps its earliest first_seen and latest last_seen."""
 
     def __init__(self, path: str | os.PathLike[str], wall_offset: float, started: float) -> None:
         self.path = Path(path)
+        self.label = str(self.path)
         self.db = sqlite3.connect(self.path)
         self.db.executescript(_SCHEMA)
         self._offset = wall_offset  # crawl clock -> Unix time
@@ -101,42 +177,19 @@ class Store:
 
     def flush(self, crawl: Crawl, timeline: Sequence[Sequence[float]] = ()) -> None:
         """Write the nodes and info-hashes that changed since the last flush."""
-        off = self._offset
-        rows = []
-        for addr in crawl.dirty_nodes:
-            rec = crawl.nodes.get(addr)
-            if rec is None or rec.id is None:
-                continue  # a contact that never answered: not known to be a node
-            rows.append(
-                (
-                    rec.id.hex(),
-                    addr[0],
-                    addr[1],
-                    format_version(rec.version),
-                    int(rec.bep51),
-                    off + rec.first_seen,
-                    off + rec.last_seen,
-                    None if rec.rtt is None else round(rec.rtt * 1000.0, 3),
-                    int(rec.responded),
-                    rec.queries,
-                    rec.num,
-                    rec.interval,
-                )
-            )
-        ih_rows = []
-        for ih in crawl.dirty_infohashes:
-            info = crawl.infohashes.get(ih)
-            if info is not None:
-                ih_rows.append((ih.hex(), off + info.first_seen, info.sources, info.peers))
-        with self.db:
-            self.db.executemany(_UPSERT_NODE, rows)
-            self.db.executemany(_UPSERT_INFOHASH, ih_rows)
-            if timeline:
-                self.db.execute("DELETE FROM timeline WHERE crawl = ?", (self._started,))
-                self.db.executemany(
-                    "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(self._started, *row) for row in timeline],
-                )
+        rows, ih_rows = changed_rows(crawl, self._offset)
+        try:
+            with self.db:
+                self.db.executemany(_UPSERT_NODE, rows)
+                self.db.executemany(_UPSERT_INFOHASH, ih_rows)
+                if timeline:
+                    self.db.execute("DELETE FROM timeline WHERE crawl = ?", (self._started,))
+                    self.db.executemany(
+                        "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(self._started, *row) for row in timeline],
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write {self.label}: {exc}") from exc
         crawl.dirty_nodes.clear()
         crawl.dirty_infohashes.clear()
 
@@ -144,11 +197,14 @@ class Store:
         self, crawl: Crawl, timeline: Sequence[Sequence[float]], summary: dict[str, Any]
     ) -> None:
         self.flush(crawl, timeline)
-        with self.db:
-            self.db.execute(
-                "UPDATE crawls SET ended = ?, summary = ? WHERE started = ?",
-                (time.time(), json.dumps(summary), self._started),
-            )
+        try:
+            with self.db:
+                self.db.execute(
+                    "UPDATE crawls SET ended = ?, summary = ? WHERE started = ?",
+                    (time.time(), json.dumps(summary), self._started),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write {self.label}: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()

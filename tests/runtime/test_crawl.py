@@ -124,8 +124,17 @@ def test_progress_displays() -> None:
     fancy_out = io.StringIO()
     fancy = display.RichProgress(fancy_out)
     fancy(snapshot(elapsed=1.0))
+    # every node found was queried (the bar is full) while the --peers lookups go on:
+    # the clock still runs, and the peers phase shows
+    fancy(snapshot(elapsed=2.0, queried=10, peers=True, peers_done=3, peers_planned=40))
+    fancy(snapshot(elapsed=6.0, queried=10, peers=True, peers_done=35, peers_planned=40))
     fancy.close()
-    assert "4/10 queried" in fancy_out.getvalue()
+    text = fancy_out.getvalue()
+    assert "10/10 queried" in text and "0:00:06" in text, text
+    assert "35/40 looked up" in text, text
+    out = io.StringIO()
+    display.PlainProgress(out, 5.0)(snapshot(peers=True, peers_done=3, peers_planned=40))
+    assert "peers 3/40" in out.getvalue()
 
 
 # ------------------------------------------------------------------ arguments
@@ -152,6 +161,8 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["--progress", "fancy"], "--progress"),
         (["--db", "/nonexistent-dir/x.sqlite"], "--db"),
         (["--frobnicate"], "--frobnicate"),
+        (["--shard", "3/2"], "--shard"),
+        (["--shard", "half"], "--shard"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -350,7 +361,7 @@ async def test_crawl_maps_a_300_node_swarm_politely(
         assert summary["responders"] >= 297 and summary["bep51_share"] == 1.0
         assert summary["infohashes"] == 1000 and summary["complete"]
         size = summary["network_size"]
-        assert "k-closest" in size["method"]
+        assert "8-closest" in size["method"]
         assert abs(size["estimate"] - 300) <= max(4 * size["stderr"], 60), size
 
 
@@ -399,6 +410,74 @@ async def test_crawl_peers_plot_and_stop(
         (count,) = con.execute("SELECT COUNT(*) FROM nodes").fetchone()
         assert 0 < count <= summary["nodes_found"] < 24
         con.close()
+
+
+async def test_crawl_at_a_low_rate_paces_its_lookups_and_tells_unknown_peers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: --rate 20 sent 77 queries in the first second (the node's own join and
+    the seed lookups went out unpaced), and a --peers crawl that ended first left peers
+    NULL with nothing said. The rate holds from the first second, and the summary tells
+    how many info-hashes have no peer count."""
+    rate = 20.0
+    async with swarm_mod.Swarm(
+        50, infohashes=200, seed=6, prefix="127.87", sample_interval=3, **FAST
+    ) as swarm:
+        db = tmp_path / "r.sqlite"
+        args = crawl_args(swarm.bootstrap_address, db, "--rate", str(rate), "--peers")
+        args.duration = 6.0
+        assert await command.handle(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+    # the crawler's own count of the queries its node sent, a row a second (counted as
+    # they are sent: a busy machine cannot bunch them as it does their arrivals)
+    con = sqlite3.connect(db)
+    rows = [(0.0, 0), *con.execute("SELECT t, queries FROM timeline ORDER BY t")]
+    con.close()
+    assert len(rows) >= 5 and rows[-1][1] > 0
+    first = next(q for t, q in rows if t >= 1.0)
+    assert first <= 1.25 * rate, rows[:3]  # the old code: 77
+    # Over any span: the rate, the burst (a quarter second's worth), and what the one
+    # lookup allowed at a time at 20 q/s sends beyond its up-front charge, known only as
+    # it goes out (a lookup asks each of the 50 nodes once, a few twice: < 100)
+    for i, (t0, q0) in enumerate(rows):
+        for t1, q1 in rows[i + 1 :]:
+            assert q1 - q0 <= rate * (t1 - t0) + rate / 4 + 100, (t0, t1, q1 - q0)
+    con = sqlite3.connect(db)
+    (unknown,) = con.execute("SELECT COUNT(*) FROM infohashes WHERE peers IS NULL").fetchone()
+    con.close()
+    assert unknown > 0  # 6 s at 20 q/s is too short to look them all up
+    assert summary["peers_unknown"] == unknown
+    text = display.format_summary(summary)
+    assert f"{unknown} unknown" in text, text
+    size_line = next(line for line in text.splitlines() if line.startswith("network size"))
+    assert len(size_line) <= 80, size_line
+
+
+async def test_unresolvable_first_contacts_give_one_warning(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline, each router name that does not resolve was warned about twice (by the
+    crawler, then by its node's join): now once, by the crawler, in one line."""
+
+    async def offline(*_: Any, **__: Any) -> Any:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(anyio, "getaddrinfo", offline)
+    argv = ["--bootstrap", "router.example.test:6881", "--bootstrap", "dht.example.test:6881"]
+    argv += ["--db", str(tmp_path / "o.sqlite"), "--progress", "none", "--json"]
+    args = command.build_parser().parse_args(
+        [*argv, "--duration", "3", "--bind", "127.86.0.2:0", "--lookups", "0"]
+    )
+    with caplog.at_level("DEBUG"):
+        assert await command.handle(args) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "router.example.test" in warnings[0] and "dht.example.test" in warnings[0]
+    assert "offline" in warnings[0]
+    assert json.loads(capsys.readouterr().out)["responders"] == 0
 
 
 async def test_crawl_of_nobody_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

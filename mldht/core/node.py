@@ -69,6 +69,12 @@ __all__ = ["MAX_SALT_SIZE", "MAX_VALUE_SIZE", "NodeConfig", "NodeState"]
 
 log = logging.getLogger("mldht.core")
 
+TIMER_EXPIRED_BATCH = 64
+"""Timed-out queries handled in one :meth:`NodeState.handle_timer` call (each may make
+its operation send the next queries: tens of microseconds)."""
+TIMER_OPS_BATCH = 16
+"""Operations whose own deadline passed run in one :meth:`NodeState.handle_timer` call."""
+
 
 class NodeState:
     """A mainline DHT node without I/O. See the module docstring."""
@@ -507,9 +513,12 @@ class NodeState:
     def handle_timer(self, now: float) -> None:
         ctx = self._ctx
         ctx.now = now
-        for p in ctx.tx.expire(now):
+        # Bounded work per call, so that no timer callback runs long (hundreds of
+        # lookups started together fall due together): what is left stays due, and
+        # next_deadline() says so, for the next call.
+        for p in ctx.tx.expire(now, TIMER_EXPIRED_BATCH):
             self._timed_out(p, now)
-        ctx.running.run_due(now)  # only the operations whose deadline passed
+        ctx.running.run_due(now, TIMER_OPS_BATCH)  # only operations whose deadline passed
         self._maintenance.handle_timer(now)
         self.republisher.handle_timer(now)
 

@@ -101,23 +101,26 @@ class RunningOps:
         self._settle()
         return self._heap[0][0] if self._heap else None
 
-    def due(self, now: float) -> list[int]:
+    def due(self, now: float, limit: int | None = None) -> list[int]:
         """Take out of the index the operations whose deadline is ``now`` or earlier
-        (each once); the caller runs their timer and reschedules them."""
+        (each once, at most ``limit`` of them, earliest first); the caller runs their
+        timer and reschedules them."""
         out: list[int] = []
         heap, scheduled = self._heap, self._scheduled
-        while True:
+        while limit is None or len(out) < limit:
             self._settle()
             if not heap or heap[0][0] > now:
                 return out
             _, op = heapq.heappop(heap)
             del scheduled[op]
             out.append(op)
+        return out
 
-    def run_due(self, now: float) -> int:
-        """Run the timer of each operation whose deadline passed, then index its next
+    def run_due(self, now: float, limit: int | None = None) -> int:
+        """Run the timer of each operation whose deadline passed (at most ``limit``,
+        earliest first: the others stay due, for the next call), then index its next
         deadline; returns how many ran."""
-        ops = self.due(now)
+        ops = self.due(now, limit)
         for op in ops:
             timed = self._ops.get(op)  # an earlier timer may have ended it
             if timed is not None:

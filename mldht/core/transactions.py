@@ -95,11 +95,12 @@ class Transactions:
             heapq.heappop(heap)  # already answered
         return heap[0][0] if heap else None
 
-    def expire(self, now: float) -> list[Pending]:
-        """Remove and return the queries whose deadline has passed."""
+    def expire(self, now: float, limit: int | None = None) -> list[Pending]:
+        """Remove and return the queries whose deadline has passed (at most ``limit``,
+        earliest first; the others stay, for the next call)."""
         out: list[Pending] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
             _, _, p = heapq.heappop(heap)
             if self._by_key.get((p.t, p.addr)) is p:
                 del self._by_key[(p.t, p.addr)]

@@ -9,7 +9,7 @@ import pytest
 from mldht.core.compact import NodeInfo
 from mldht.core.events import LookupDone
 from mldht.core.ids import random_id
-from mldht.core.node import NodeState
+from mldht.core.node import TIMER_EXPIRED_BATCH, TIMER_OPS_BATCH, NodeState
 from mldht.core.operations import LookupOp
 from mldht.core.timers import RunningOps
 
@@ -117,3 +117,42 @@ def test_node_timer_touches_only_lookups_whose_deadline_passed(
             done.add(ev.op)
     assert done == set(ops)
     assert len(node._ctx.running) == 0
+
+
+def test_run_due_with_a_limit_leaves_the_rest_due() -> None:
+    running = RunningOps()
+    ops = {i: _Op(1.0) for i in range(1, 51)}
+    for i, op in ops.items():
+        running[i] = op
+    assert running.run_due(2.0, limit=16) == 16
+    assert running.next_deadline() == 1.0  # still due: the next call takes them
+    assert running.run_due(2.0, limit=16) == 16
+    assert running.run_due(2.0) == 18
+    assert all(op.fired == 1 for op in ops.values())
+    assert running.next_deadline() is None
+
+
+def test_a_timer_event_does_bounded_work_and_the_rest_stays_due() -> None:
+    """400 lookups started at the same instant fall due together: one timer event runs
+    at most TIMER_OPS_BATCH of them and expires at most TIMER_EXPIRED_BATCH queries;
+    next_deadline() stays in the past until every one has run, and all lookups end."""
+    rng = random.Random(11)
+    node = NodeState(random_id(rng), rng, 0.0)
+    for i in range(40):
+        node.routing.node_responded(NodeInfo(random_id(rng), (f"10.0.{i}.1", 6881)), 0.0)
+    ops = [node.find_node(random_id(rng), 0.0) for _ in range(400)]
+    node.datagrams_to_send()  # nobody answers
+    pending = len(node._ctx.tx._heap)
+    now = 100.0  # every query and lookup deadline passed
+    node.handle_timer(now)
+    assert len(node._ctx.tx._heap) >= pending - TIMER_EXPIRED_BATCH
+    deadline = node.next_deadline()
+    assert deadline is not None and deadline <= now
+    calls = 1
+    while (d := node.next_deadline()) is not None and d <= now and calls < 10_000:
+        node.handle_timer(now)
+        node.datagrams_to_send()
+        calls += 1
+    assert calls > 400 // TIMER_OPS_BATCH
+    done = {ev.op for ev in iter(node.next_event, None) if isinstance(ev, LookupDone)}
+    assert done == set(ops)

@@ -49,7 +49,7 @@ log = logging.getLogger("mldht.node")
 
 RECEIVE_BATCH = 1024
 """Datagrams handled per wake-up of the receive loop before it yields."""
-RECEIVE_BUDGET = 0.003
+RECEIVE_BUDGET = 0.002
 """Seconds a wake-up of the receive loop may spend handling datagrams before it yields
 (bench/callbacks.py: a 1,024-datagram batch of lookup answers took up to 180 ms)."""
 RECEIVE_BUFFER = 65536
@@ -204,13 +204,13 @@ class UDPLoops:
         now = time.time()  # the core's clock (DHTNode: wall-clock seconds)
         trace = self.on_datagram
         ok = True
-        # A batch also ends after RECEIVE_BUDGET seconds (checked every 64 datagrams), so
+        # A batch also ends after RECEIVE_BUDGET seconds (checked every 8 datagrams), so
         # that a batch of costly answers (hundreds of lookups running) does not hold the
         # loop: the socket stays readable and the next wake-up reads on.
         clock = time.perf_counter
         budget_end = clock() + RECEIVE_BUDGET
         for i in range(RECEIVE_BATCH):
-            if not i & 63 and i and clock() > budget_end:
+            if not i & 7 and i and clock() > budget_end:
                 break
             try:
                 data, addr = recvfrom(RECEIVE_BUFFER)

@@ -337,7 +337,7 @@ class Lookup:
                 and bisect.bisect_left(self._resp_dists, entry.dist) < self.use_k
             ):
                 entry.state = _State.RETRIED
-                entry.deadline = now + self.retry_wait * (entry.deadline - entry.sent_at)
+                entry.deadline = now + self.retry_wait * self._timeout(entry)
                 self._retried[entry.node.addr] = entry
                 self._resend.append(entry)
                 self._queried += 1
@@ -508,15 +508,19 @@ class Lookup:
     def _real(entries: list[_Entry]) -> int:
         return sum(1 for e in entries if e.dist is not None)
 
-    def _send(self, entry: _Entry, now: float) -> None:
-        entry.state = _State.ACTIVE
-        entry.sent_at = now
+    def _timeout(self, entry: _Entry) -> float:
+        """The soft timeout of a query to this entry: its own if shorter (``timeout_of``)."""
         timeout = self.soft_timeout
         if self.timeout_of is not None and entry.dist is not None:
             own = self.timeout_of(entry.node)
             if own is not None and own < timeout:
                 timeout = own
-        entry.deadline = now + timeout
+        return timeout
+
+    def _send(self, entry: _Entry, now: float) -> None:
+        entry.state = _State.ACTIVE
+        entry.sent_at = now
+        entry.deadline = now + self._timeout(entry)
         self._active[entry.node.addr] = entry
         if entry.dist is not None:
             bisect.insort(self._active_dists, entry.dist)

@@ -241,8 +241,7 @@ class LookupOp(Operation):
         self.deadline = now + ctx.config.lookup_timeout
         lk = self.lookup
         if self._use_table:
-            seed = ctx.config.lookup_seed if ctx.config.lookup_seed > 0 else 2 * ctx.config.k
-            lk.add_candidates(ctx.routing.closest(self.target, seed))
+            lk.add_candidates(ctx.routing.closest(self.target, ctx.config.k * 2))
         excluded = ctx.routers_excluded
         for r in ctx.routers:
             lk.add_router(r, member=r not in excluded)

@@ -40,7 +40,6 @@ class Tunables(TypedDict, total=False):
     soft_timeout_min: float
     lookup_retry: bool
     lookup_retry_wait: float
-    lookup_seed: int
     node_rtt_timeout: bool
     restrict_search_ips: bool
     restrict_ips: bool

@@ -29,6 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lookup_sim import config_value  # bench/ is sys.path[0] when run as a script
+
 from mldht.core import bep44
 from mldht.core.bencode import bencode
 from mldht.core.compact import Addr, NodeInfo
@@ -124,6 +126,8 @@ def run(defences: bool, args: argparse.Namespace) -> dict[str, Any]:
         store_k=NodeConfig.store_k if defences else NodeConfig.k,
         maintenance_interval=3600.0,
     )
+    for name, value in args.set:
+        setattr(config, name, value)
     sim = Simulator(seed=args.seed, median_rtt=0.08, loss=args.loss, config=config, public=True)
     rng = random.Random(args.seed ^ 0x5B1)
     honest = [sim.add_node() for _ in range(args.nodes)]
@@ -192,11 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--loss", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--set",
+        type=config_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a NodeConfig field (repeatable), e.g. --set lookup_retry_wait=0.5",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     result = {
         "bench": "sybil",
-        "params": {k: v for k, v in vars(args).items()},
+        "params": {k: dict(v) if k == "set" else v for k, v in vars(args).items()},
         "defences_on": run(True, args),
         "defences_off": run(False, args),
         "wall_s": round(time.perf_counter() - t0, 1),

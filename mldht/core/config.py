@@ -79,6 +79,12 @@ class NodeConfig:
     lookup_retry_wait: float = 1.0
     """With ``lookup_retry``: soft timeouts a resent lookup query is awaited before it
     stalls (and stops holding the lookup)."""
+    node_rtt_timeout: bool = False
+    """With ``adaptive_timeout``: a lookup query to a node whose RTT the routing table
+    has measured gets ``soft_timeout_factor`` times that RTT as its soft timeout (within
+    [``soft_timeout_min``, the lookup's soft timeout]) instead of the median's. Off: at
+    10^4 simulated nodes it gained 0.07 round trips (4.80 -> 4.73), within noise, and
+    bench/sybil.py found the peer in 94.5% of trials (< 95%)."""
     restrict_search_ips: bool = True
     """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
     set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with

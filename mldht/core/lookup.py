@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
@@ -107,7 +107,9 @@ class Lookup:
     node per public /24 (IPv6 /64). ``use_k``: how many of the closest the caller will use
     (default ``k``; ``k`` may be wider to find them); a retried query holds the lookup
     only if it could enter those. ``retry_wait``: how long a resent query is awaited,
-    in soft timeouts.
+    in soft timeouts. ``timeout_of``: a node's own soft timeout in seconds, if known
+    (e.g. from its measured RTT), else None; a query never gets longer than
+    ``soft_timeout``, and a resent one is awaited ``retry_wait`` times its own.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class Lookup:
         diverse: bool = True,
         use_k: int | None = None,
         retry_wait: float = 1.0,
+        timeout_of: Callable[[NodeInfo], float | None] | None = None,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -145,6 +148,7 @@ class Lookup:
         self.wait_for_stalled = wait_for_stalled
         self.retry = retry
         self.retry_wait = retry_wait
+        self.timeout_of = timeout_of
         self.use_k = k if use_k is None else min(k, max(1, use_k))
         self.diverse = diverse
         self._local_ok = local_allowed(local_network)
@@ -333,7 +337,7 @@ class Lookup:
                 and bisect.bisect_left(self._resp_dists, entry.dist) < self.use_k
             ):
                 entry.state = _State.RETRIED
-                entry.deadline = now + self.retry_wait * self.soft_timeout
+                entry.deadline = now + self.retry_wait * self._timeout(entry)
                 self._retried[entry.node.addr] = entry
                 self._resend.append(entry)
                 self._queried += 1
@@ -504,10 +508,19 @@ class Lookup:
     def _real(entries: list[_Entry]) -> int:
         return sum(1 for e in entries if e.dist is not None)
 
+    def _timeout(self, entry: _Entry) -> float:
+        """The soft timeout of a query to this entry: its own if shorter (``timeout_of``)."""
+        timeout = self.soft_timeout
+        if self.timeout_of is not None and entry.dist is not None:
+            own = self.timeout_of(entry.node)
+            if own is not None and own < timeout:
+                timeout = own
+        return timeout
+
     def _send(self, entry: _Entry, now: float) -> None:
         entry.state = _State.ACTIVE
         entry.sent_at = now
-        entry.deadline = now + self.soft_timeout
+        entry.deadline = now + self._timeout(entry)
         self._active[entry.node.addr] = entry
         if entry.dist is not None:
             bisect.insort(self._active_dists, entry.dist)

@@ -230,6 +230,7 @@ class LookupOp(Operation):
             diverse=config.restrict_search_ips,
             use_k=config.k,
             retry_wait=config.lookup_retry_wait,
+            timeout_of=self._node_timeout if adaptive and config.node_rtt_timeout else None,
         )
         self._use_table = use_table
 
@@ -249,6 +250,14 @@ class LookupOp(Operation):
         self.advance(now)
         ctx.running.reschedule(self.op)
         return self.op
+
+    def _node_timeout(self, node: NodeInfo) -> float | None:
+        """The node's own soft timeout from the RTT our table measured, if any."""
+        entry = self.ctx.routing.get(node.id)
+        if entry is None or entry.rtt is None or entry.node.addr != node.addr:
+            return None
+        config = self.ctx.config
+        return max(config.soft_timeout_min, config.soft_timeout_factor * entry.rtt)
 
     def started(self, now: float) -> None:
         """Hook: the lookup is registered, no query has been sent yet."""

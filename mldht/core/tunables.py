@@ -40,6 +40,7 @@ class Tunables(TypedDict, total=False):
     soft_timeout_min: float
     lookup_retry: bool
     lookup_retry_wait: float
+    node_rtt_timeout: bool
     restrict_search_ips: bool
     restrict_ips: bool
     enforce_node_id: bool

@@ -267,3 +267,29 @@ def test_done_with_fewer_than_k_nodes_in_existence() -> None:
     assert lookup.done
     assert len(lookup.closest()) == 2
     assert len(lookup.closest(1)) == 1
+
+
+def test_a_node_with_its_own_timeout_stalls_and_is_awaited_by_its_own_clock() -> None:
+    # a: 0.2 s of its own; b: longer than the lookup's soft timeout (capped); c: unknown.
+    own = {node(1): 0.2, node(2): 5.0}
+    lookup = Lookup(
+        ZERO,
+        k=3,
+        alpha=3,
+        soft_timeout=1.0,
+        wait_for_stalled=False,
+        retry=True,
+        retry_wait=0.5,
+        timeout_of=own.get,
+    )
+    a, b, c = node(1), node(2), node(3)
+    lookup.add_candidates([a, b, c])
+    assert lookup.next_queries(0.0) == [a, b, c]
+    assert lookup.next_deadline() == pytest.approx(0.2)
+    assert lookup.next_queries(0.2) == [a]  # resent at its own soft deadline
+    assert lookup.next_deadline() == pytest.approx(0.3)  # awaited half its own timeout more
+    lookup.on_response(b, 0.25)
+    lookup.on_response(c, 0.25)
+    assert not lookup.done
+    lookup.handle_timer(0.31)
+    assert lookup.done and lookup.stalled_count == 1

@@ -3,6 +3,7 @@ admission, the receive path's error accounting and the bootstrap backoff."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import random
@@ -279,3 +280,24 @@ def test_adaptive_soft_timeout_is_factor_times_median_rtt_within_bounds() -> Non
     assert ctx.soft_timeout() == pytest.approx(0.03)
     ctx.rtts.extend([2.0] * 20)  # a slow path: the bound
     assert ctx.soft_timeout() == 1.0
+
+
+@pytest.mark.parametrize("per_node", [True, False])
+def test_lookup_query_to_a_node_with_a_measured_rtt_gets_its_own_soft_timeout(
+    per_node: bool,
+) -> None:
+    config = NodeConfig(soft_timeout=1.0, soft_timeout_factor=1.5, node_rtt_timeout=per_node)
+    rng = random.Random(6)
+    own = bytes(20)
+    table = RoutingTable(own, rng=rng)
+    fast = NodeInfo(b"\x80" + bytes(19), ("10.0.0.1", 6881))
+    table.node_responded(fast, 0.0, rtt=0.2)
+    unmeasured = NodeInfo(b"\x81" + bytes(19), ("10.0.0.2", 6881))
+    table.node_responded(unmeasured, 0.0)
+    ctx = Context(own, table, config, rng, collections.Counter())
+    op = FindNodeOp(ctx, b"\x80" + bytes(19), silent=True)
+    op.start(0.0)
+    # 1.5 x 0.2 s for the measured node; the others wait the lookup's own soft timeout
+    assert op.lookup.next_deadline() == pytest.approx(0.3 if per_node else 1.0)
+    op.handle_timer(0.31)
+    assert op.lookup.resent_count == (1 if per_node else 0)

@@ -336,7 +336,12 @@ def decode_message(data: bytes) -> Message:
     if not isinstance(t, bytes):
         raise MalformedMessage("missing or invalid 't'")
     if y == b"q":
-        return _decode_query(d, t)
+        a = d.get(b"a")
+        fast = _common_query(d.get(b"q"), a) if type(a) is dict else None
+        if fast is None:
+            return _decode_query(d, t)
+        v, ro = d.get(b"v"), d.get(b"ro")  # libtorrent: any non-zero ro is read-only
+        return Query(t, fast, v if type(v) is bytes else None, isinstance(ro, int) and ro != 0)
     if y == b"r":
         r = d.get(b"r")
         if not isinstance(r, dict):
@@ -423,11 +428,7 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
         raise MalformedMessage("missing 'q'", t=t, is_query=True)
     if not isinstance(a, dict):
         raise MalformedMessage("missing 'a' key", t=t, is_query=True)
-    fast = _common_query(q, a)
-    if fast is not None:
-        v = d.get(b"v")
-        return Query(t, fast, v if type(v) is bytes else None, read_only)
-    args = _Args(a, t)
+    args = _Args(a, t)  # the common shapes were decoded by decode_message (_common_query)
     sid = args.id20(b"id")
     body: QueryBody
     if q == b"ping":

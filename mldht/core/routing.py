@@ -55,11 +55,7 @@ from .routing_rules import TableRules
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
 
-__all__ = [
-    "NodeStatus",
-    "RoutingEntry",
-    "RoutingTable",
-]
+__all__ = ["NodeStatus", "RoutingEntry", "RoutingTable"]
 
 
 _RTT_GAIN = 0.25  # weight of a new RTT sample in the smoothed RTT (an EWMA)
@@ -369,6 +365,8 @@ class RoutingTable(TableRules):
                 return entry.in_table and self._is_bad(entry) and self._may_ping(node, now)
             if not self._is_bad(entry):
                 return False
+        if now - self._recent_pings.get(node.addr, -1e300) < self._ping_interval:
+            return False  # what _may_ping would say at the end, before the checks
         if not self._admissible(node):
             return False
         holder = self._by_ip.get(self._ip_key(node.addr))

@@ -475,7 +475,7 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
     return Query(t, body, _opt_version(d), read_only)
 
 
-def _common_query(q: bytes, a: dict[bytes, Any]) -> QueryBody | None:
+def _common_query(q: object, a: dict[bytes, Any]) -> QueryBody | None:
     """Ping, find_node and get_peers in their common shape (no ``want``, ``noseed`` or
     ``scrape``, well-formed ids), decoded without the generic checks; None for anything
     else, which :func:`_decode_query` then checks argument by argument."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..errors import KRPCError
 from . import bep44
-from .compact import Addr, NodeInfo, encode_nodes, encode_peer
+from .compact import Addr, NodeInfo, encode_nodes
 from .context import Context
 from .events import ItemStored, PeerAnnounced
 from .item_store import ItemStore
@@ -157,16 +157,16 @@ class QueryHandlers:
             return
         # BEP 32: values of the query's family only.
         family = 6 if ":" in addr[0] else 4
-        peers = store.get_peers(
+        values = store.get_values(
             ih, now, ctx.config.max_values, noseed=body.noseed, rng=ctx.rng, family=family
         )
         # Keys in bencode order: id, nodes / nodes6, token, values.
         items = [b"2:id20:", ctx.node_id, self._nodes_items(ih, body.want)]
         if token is not None:
             items += (b"5:token", bstr(token))
-        if peers:
+        if values:  # compact already (6 or 18 bytes each)
             items.append(b"6:valuesl")
-            items += [bstr(encode_peer(p)) for p in peers]
+            items += map(bstr, values)
             items.append(b"e")
         ctx.reply_items(q.t, b"".join(items), addr)
 

@@ -16,6 +16,7 @@ pre-encoded ``r`` items (:func:`frame_response`) with no intermediate dict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..errors import DecodeError, KRPCError
@@ -280,9 +281,30 @@ def frame_response(t: bytes, r_items: bytes, version: bytes | None, ip: Addr | N
     """A reply whose ``r`` dict is given as its bencoded items (keys sorted, without the
     enclosing ``d`` and ``e``): the envelope keys ``ip`` (BEP 42: the requester's address
     as we saw it), ``r``, ``t``, ``v``, ``y`` in their canonical order around it."""
-    head = b"d1:rd" if ip is None else b"d2:ip%d:%s1:rd" % (len(packed := encode_peer(ip)), packed)
+    head = b"d1:rd" if ip is None else _ip_head(ip)
+    tail = _TAILS.get(version) or _tail(version)
+    n = len(t)
+    return b"".join((head, r_items, _T_KEY[n] if n < 64 else b"e1:t%d:" % n, t, tail))
+
+
+_T_KEY = tuple(b"e1:t%d:" % n for n in range(64))
+_TAILS: dict[bytes | None, bytes] = {None: b"1:y1:re"}
+
+
+def _tail(version: bytes | None) -> bytes:
+    """The ``v``/``y`` end of a reply (kept for a few versions: ours, mostly)."""
     tail = b"1:y1:re" if version is None else b"1:v%d:%s1:y1:re" % (len(version), version)
-    return b"".join((head, r_items, b"e1:t%d:" % len(t), t, tail))
+    if len(_TAILS) < 8:
+        _TAILS[version] = tail
+    return tail
+
+
+@lru_cache(maxsize=4096)
+def _ip_head(ip: Addr) -> bytes:
+    """A reply's start up to its ``r`` dict, with the requester's address (BEP 42): the
+    same few sources ask again and again (a flood of new ones only churns the cache)."""
+    packed = encode_peer(ip)
+    return b"d2:ip%d:%s1:rd" % (len(packed), packed)
 
 
 def bstr(s: bytes) -> bytes:
@@ -336,7 +358,12 @@ def decode_message(data: bytes) -> Message:
     if not isinstance(t, bytes):
         raise MalformedMessage("missing or invalid 't'")
     if y == b"q":
-        return _decode_query(d, t)
+        a = d.get(b"a")
+        fast = _common_query(d.get(b"q"), a) if type(a) is dict else None
+        if fast is None:
+            return _decode_query(d, t)
+        v, ro = d.get(b"v"), d.get(b"ro")  # libtorrent: any non-zero ro is read-only
+        return Query(t, fast, v if type(v) is bytes else None, isinstance(ro, int) and ro != 0)
     if y == b"r":
         r = d.get(b"r")
         if not isinstance(r, dict):
@@ -423,11 +450,7 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
         raise MalformedMessage("missing 'q'", t=t, is_query=True)
     if not isinstance(a, dict):
         raise MalformedMessage("missing 'a' key", t=t, is_query=True)
-    fast = _common_query(q, a)
-    if fast is not None:
-        v = d.get(b"v")
-        return Query(t, fast, v if type(v) is bytes else None, read_only)
-    args = _Args(a, t)
+    args = _Args(a, t)  # the common shapes were decoded by decode_message (_common_query)
     sid = args.id20(b"id")
     body: QueryBody
     if q == b"ping":
@@ -474,7 +497,7 @@ def _decode_query(d: dict[bytes, Any], t: bytes) -> Query:
     return Query(t, body, _opt_version(d), read_only)
 
 
-def _common_query(q: bytes, a: dict[bytes, Any]) -> QueryBody | None:
+def _common_query(q: object, a: dict[bytes, Any]) -> QueryBody | None:
     """Ping, find_node and get_peers in their common shape (no ``want``, ``noseed`` or
     ``scrape``, well-formed ids), decoded without the generic checks; None for anything
     else, which :func:`_decode_query` then checks argument by argument."""

@@ -292,7 +292,7 @@ class NodeState:
             ro[addr] = None
             if len(ro) > 10_000:
                 del ro[next(iter(ro))]
-        elif sid != self._ctx.node_id and self._ctx.routing.node_queried(NodeInfo(sid, addr), now):
+        elif sid != self._ctx.node_id and self._ctx.routing.queried(sid, addr, now):
             self._maybe_ping(addr, now)
         self._answer[type(body)](q, body, addr, now)  # QueryHandlers.handle, inlined
 

@@ -55,11 +55,7 @@ from .routing_rules import TableRules
 if TYPE_CHECKING:  # the core never draws randomness itself: an RNG is passed in
     import random
 
-__all__ = [
-    "NodeStatus",
-    "RoutingEntry",
-    "RoutingTable",
-]
+__all__ = ["NodeStatus", "RoutingEntry", "RoutingTable"]
 
 
 _RTT_GAIN = 0.25  # weight of a new RTT sample in the smoothed RTT (an EWMA)
@@ -359,37 +355,24 @@ class RoutingTable(TableRules):
         address at most once per ``ping_interval`` (a bounded memory of ``recent_pings``
         addresses), so callers need no rate limit of their own for this.
         """
-        if node.id == self._own_id:
+        return self.queried(node.id, node.addr, now)
+
+    def queried(self, node_id: bytes, addr: Addr, now: float) -> bool:
+        """:meth:`node_queried` for a querier given by id and address (the answer path
+        builds no :class:`NodeInfo` for a querier the table knows or asked about)."""
+        if node_id == self._own_id:
             return False
-        entry = self._by_id.get(node.id)
+        entry = self._by_id.get(node_id)
         if entry is not None:
-            if entry.node.addr == node.addr:
+            if entry.node.addr == addr:
                 entry.last_query = now
                 # a bad node that is alive again is worth a ping: an answer clears it
-                return entry.in_table and self._is_bad(entry) and self._may_ping(node, now)
+                return entry.in_table and self._is_bad(entry) and self._may_ping(entry.node, now)
             if not self._is_bad(entry):
                 return False
-        if not self._admissible(node):
-            return False
-        holder = self._by_ip.get(self._ip_key(node.addr))
-        preferred = self._prefer is not None and self._prefer(node)
-        if (
-            holder is not None
-            and holder is not entry
-            and not self._may_displace(holder, node, preferred)
-        ):
-            return False
-        rival = self._subnet_rival(node, self._subnet(node), (entry, holder))
-        if rival is not None and not self._may_displace(rival, node, preferred):
-            return False
-        if (
-            entry is None
-            and holder is None
-            and rival is None
-            and not self._has_place(node.id, preferred)
-        ):
-            return False
-        return self._may_ping(node, now)
+        if now - self._recent_pings.get(addr, -1e300) < self._ping_interval:
+            return False  # what _may_ping would say at the end of _may_take
+        return self._may_take(NodeInfo(node_id, addr), entry, now)
 
     def remove(self, node_id: bytes) -> bool:
         """Drop the node with this id (live or cached). Returns whether it was known.

@@ -15,6 +15,7 @@ table's attributes it reads are declared here, set by the table's constructor.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from .bep42 import is_local_ip, is_valid_node_id
 from .buckets import Bucket, RoutingEntry
@@ -40,6 +41,32 @@ class TableRules:
     _recent_pings: OrderedDict[Addr, float]
     _by_id: dict[bytes, RoutingEntry]
     _by_ip: dict[object, RoutingEntry]
+    _prefer: Callable[[NodeInfo], bool] | None
+
+    def _may_take(self, node: NodeInfo, entry: RoutingEntry | None, now: float) -> bool:
+        """Whether querier ``node`` (``entry``: a bad entry with its id, if any) could take
+        a place in the table, then whether it may be pinged now (:meth:`_may_ping`)."""
+        if not self._admissible(node):
+            return False
+        holder = self._by_ip.get(self._ip_key(node.addr))
+        preferred = self._prefer is not None and self._prefer(node)
+        if (
+            holder is not None
+            and holder is not entry
+            and not self._may_displace(holder, node, preferred)
+        ):
+            return False
+        rival = self._subnet_rival(node, self._subnet(node), (entry, holder))
+        if rival is not None and not self._may_displace(rival, node, preferred):
+            return False
+        if (
+            entry is None
+            and holder is None
+            and rival is None
+            and not self._has_place(node.id, preferred)
+        ):
+            return False
+        return self._may_ping(node, now)
 
     def _admissible(self, node: NodeInfo) -> bool:
         """Whether the address may enter at all (no bogon, scope, enforce_node_id)."""

@@ -44,6 +44,7 @@ class TokenManager:
 
     __slots__ = (
         "_current",
+        "_keyed",
         "_period_start",
         "_previous",
         "_rng",
@@ -72,6 +73,7 @@ class TokenManager:
         self.rotate_every = rotate_every
         self.token_len = token_len
         self._period_start = now
+        self._keyed: dict[bytes, blake2s] = {}  # secret -> blake2s state with that key
         self._current = self._new_secret()
         # A fresh secret, not b"": nothing issued before the manager existed may verify.
         self._previous = self._new_secret()
@@ -107,7 +109,15 @@ class TokenManager:
         return self._period_start + self.rotate_every
 
     def _mac(self, secret: bytes, ip: bytes, target: bytes) -> bytes:
-        return blake2s(ip + target, key=secret, digest_size=self.token_len).digest()
+        # A copy of the keyed state skips hashing the key block again (~0.4 us a MAC).
+        keyed = self._keyed.get(secret)
+        if keyed is None:
+            if len(self._keyed) >= 4:  # only the current and previous secrets are asked for
+                self._keyed.clear()
+            keyed = self._keyed[secret] = blake2s(key=secret, digest_size=self.token_len)
+        h = keyed.copy()
+        h.update(ip + target)
+        return h.digest()
 
     def issue(self, ip: str, target: bytes, now: float) -> bytes:
         """The token for a requester at ``ip`` (no port) asking about ``target``.

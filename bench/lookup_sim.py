@@ -371,6 +371,18 @@ def config_value(text: str) -> tuple[str, Any]:
     return name, value
 
 
+def add_set_option(ap: argparse.ArgumentParser, example: str) -> None:
+    """``--set NAME=VALUE`` (repeatable): NodeConfig fields, collected in ``args.set``."""
+    ap.add_argument(
+        "--set",
+        type=config_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"set a NodeConfig field (repeatable), e.g. --set {example}",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="network sizes, comma-separated")
@@ -396,14 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--query-timeout", type=float, help="NodeConfig.query_timeout (s)")
     ap.add_argument("--soft-timeout", type=float, help="NodeConfig.soft_timeout (s)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--set",
-        type=config_value,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a NodeConfig field (repeatable), e.g. --set soft_timeout_factor=3",
-    )
+    add_set_option(ap, "soft_timeout_factor=3")
     ap.add_argument(
         "--variant",
         type=lambda text: [config_value(t) for t in text.split(",") if t],

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lookup_sim import config_value  # bench/ is sys.path[0] when run as a script
+from lookup_sim import add_set_option  # bench/ is sys.path[0] when run as a script
 
 from mldht.core import bep44
 from mldht.core.bencode import bencode
@@ -196,14 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--loss", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument(
-        "--set",
-        type=config_value,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a NodeConfig field (repeatable), e.g. --set lookup_retry_wait=0.5",
-    )
+    add_set_option(ap, "lookup_retry_wait=0.5")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     result = {

@@ -17,7 +17,6 @@ on the caller's thread and their datagrams dropped (nothing acknowledged is lost
 from __future__ import annotations
 
 import logging
-import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -43,11 +42,11 @@ class ItemWriter:
     def __init__(
         self,
         backend: ItemBackend,
-        sock: socket.socket,
+        send: Callable[[Datagrams], None],
         on_error: Callable[[int, Exception], None],
     ) -> None:
         self._backend = backend
-        self._sock = sock  # non-blocking; a datagram that does not fit is dropped (UDP)
+        self._send = send  # the node's send path (its backlog when the kernel's is full)
         self._on_error = on_error
         self._queue: deque[tuple[Sequence[ItemWrite], Datagrams]] = deque()
         self._wake = anyio.Event()
@@ -81,13 +80,6 @@ class ItemWriter:
             except Exception as exc:  # sqlite3.Error, OSError: the node goes on in memory
                 self._on_error(len(writes), exc)
             self._send(held)
-
-    def _send(self, datagrams: Datagrams) -> None:
-        for data, addr in datagrams:
-            try:
-                self._sock.sendto(data, addr)
-            except OSError as exc:  # a full buffer, ICMP unreachable, no route, ...
-                log.debug("sending to %r failed: %r", addr, exc)
 
     def flush(self) -> None:
         """Apply every queued write now, on this thread (at close); their datagrams are

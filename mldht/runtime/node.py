@@ -321,7 +321,9 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._tg.start_soon(self._timer_loop)
         self._tg.start_soon(self._join)
         if self._item_backend is not None:
-            self._item_writer = ItemWriter(self._item_backend, self._raw, self._storage_failed)
+            self._item_writer = ItemWriter(
+                self._item_backend, self._send_batch, self._storage_failed
+            )
             self._tg.start_soon(self._item_writer.run)
         if self._peer_db is not None:
             self._tg.start_soon(self._load_peers)

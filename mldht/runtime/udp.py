@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -115,11 +115,14 @@ class UDPLoops:
         raise NotImplementedError
 
     def _flush(self) -> None:
-        """Send what the core queued, straight to the socket; what the kernel cannot take
-        now waits for the sender task, in order."""
+        """Send what the core queued (:meth:`_send_batch`)."""
         batch = self._state.datagrams_to_send()
-        if not batch:
-            return
+        if batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: Sequence[tuple[bytes, Addr]]) -> None:
+        """Send ``batch`` straight to the socket; what the kernel cannot take now waits
+        for the sender task, in order."""
         backlog = self._backlog
         if backlog:
             backlog.extend(batch)

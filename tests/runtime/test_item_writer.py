@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from mldht.core.bep44 import immutable_target
+from mldht.core.compact import Addr
 from mldht.core.item_store import ItemWrite, StoredItem
 from mldht.runtime.item_db import SQLiteItemBackend
 from mldht.runtime.item_writer import ItemWriter
@@ -46,7 +47,11 @@ async def test_replies_wait_for_their_commit(tmp_path: Path) -> None:
         out.setblocking(False)
         inbox.bind(("127.0.0.1", 0))
         inbox.settimeout(0.05)
-        writer = ItemWriter(backend, out, lambda n, exc: errors.append(n))
+        def send(batch: Sequence[tuple[bytes, Addr]]) -> None:
+            for data, addr in batch:
+                out.sendto(data, addr)
+
+        writer = ItemWriter(backend, send, lambda n, exc: errors.append(n))
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run)
             writer.submit([write(b"i1e")], [(b"ack", inbox.getsockname())])

@@ -79,17 +79,32 @@ class QueryHandlers:
 
     # ------------------------------------------------------------------ helpers
 
+    sibling: Context | None = None
+    """The node of the other address family on a dual-stack node (BEP 32), set by
+    :meth:`NodeState.link <mldht.core.node.NodeState.link>`: ``want`` of the other family
+    is answered from its routing table; None: an empty list."""
+    _sibling_nearest: Nearest | None = None
+
     def _closest_nodes(
         self, target: bytes, want: tuple[bytes, ...] | None
     ) -> tuple[tuple[NodeInfo, ...] | None, tuple[NodeInfo, ...] | None]:
-        """``nodes``/``nodes6`` per BEP 32's ``want`` rules (we serve one family)."""
+        """``nodes``/``nodes6`` per BEP 32's ``want`` rules: our own family's table,
+        and for ``want`` of the other family the sibling's (if any)."""
         ctx = self._ctx
         ipv6 = ctx.config.ipv6
         mine = b"n6" if ipv6 else b"n4"
         other = b"n4" if ipv6 else b"n6"
         closest = self._nearest.nodes(ctx.routing, target, ctx.config.k)
         ours = closest if (want is None or mine in want) else None
-        theirs: tuple[NodeInfo, ...] | None = () if (want is not None and other in want) else None
+        theirs: tuple[NodeInfo, ...] | None = None
+        if want is not None and other in want:
+            sib = self.sibling
+            if sib is None:
+                theirs = ()
+            else:
+                if self._sibling_nearest is None:
+                    self._sibling_nearest = Nearest()  # its own snapshot of that table
+                theirs = self._sibling_nearest.nodes(sib.routing, target, sib.config.k)
         return (theirs, ours) if ipv6 else (ours, theirs)
 
     def _nodes_items(self, target: bytes, want: tuple[bytes, ...] | None) -> bytes:

@@ -88,7 +88,13 @@ class NodeState:
         saved_items: Iterable[StoredItem] | None = None,
         *,
         republish_interval: float = REPUBLISH_INTERVAL,
+        sibling: NodeState | None = None,
     ) -> None:
+        """``sibling``: the node of the other address family of a dual-stack node
+        (BEP 32): this one shares its peer store, item store and token secret (a peer
+        announced over IPv6 is stored once, for both), and each answers ``want`` of the
+        other family from the other's routing table. ``saved_items`` are the sibling's
+        then. Ids, tables, IP votes (BEP 42) and operations stay per family."""
         if len(node_id) != 20:
             raise InvalidArgument("node id must be 20 bytes")
         self.config = config = config or NodeConfig()
@@ -116,29 +122,39 @@ class NodeState:
             "bytes_out": 0,
         }
         self._ctx = ctx = Context(node_id, self._new_table(node_id), config, rng, self.stats)
-        self.tokens = TokenManager(rng=rng, now=now)
-        self.peer_store = PeerStore(
-            rng,
-            max_infohashes=config.max_infohashes,
-            max_peers_per_infohash=config.max_peers_per_infohash,
-            max_peers_per_source=config.max_peers_per_source,
-            max_peers_per_source_per_infohash=config.max_peers_per_source_per_infohash,
-            local_network=config.local_network,
-        )
-        self.items = ItemStore(
-            own_id=node_id,
-            max_items=config.max_items,
-            max_bytes=config.max_item_bytes,
-            max_items_per_source=config.max_items_per_source,
-            persistent=saved_items is not None,
-        )
-        if saved_items is not None:
-            self.items.load(saved_items, now)
+        self.tokens: TokenManager
+        self.peer_store: PeerStore
+        self.items: ItemStore
+        if sibling is not None:
+            self.tokens, self.peer_store = sibling.tokens, sibling.peer_store
+            self.items = sibling.items
+        else:
+            self.tokens = TokenManager(rng=rng, now=now)
+            self.peer_store = PeerStore(
+                rng,
+                max_infohashes=config.max_infohashes,
+                max_peers_per_infohash=config.max_peers_per_infohash,
+                max_peers_per_source=config.max_peers_per_source,
+                max_peers_per_source_per_infohash=config.max_peers_per_source_per_infohash,
+                local_network=config.local_network,
+            )
+            self.items = ItemStore(
+                own_id=node_id,
+                max_items=config.max_items,
+                max_bytes=config.max_item_bytes,
+                max_items_per_source=config.max_items_per_source,
+                persistent=saved_items is not None,
+            )
+            if saved_items is not None:
+                self.items.load(saved_items, now)
         self.voter = bep42.ExternalIPVoter()
         self.external_ip: str | None = None
         self._admission = Admission(config.rate_limit)
         self._handlers = QueryHandlers(ctx, self.peer_store, self.items, self.tokens)
         self._answer = self._handlers.dispatch
+        if sibling is not None:  # BEP 32: each answers want=n4/n6 from the other's table
+            self._handlers.sibling = sibling._ctx
+            sibling._handlers.sibling = ctx
         self._bootstrapper = Bootstrapper(ctx)
         self._maintenance = Maintenance(ctx, self._bootstrapper, self.peer_store, self.items, now)
         try:

@@ -23,6 +23,8 @@ from .operation import Operation, PeerIterator
 if TYPE_CHECKING:
     from ..core.config import NodeConfig
     from ..core.node import NodeState
+    from ..core.routing import RoutingTable
+    from .families import Family
     from .operation import StartOp
 
 __all__ = ["DHTAPI", "format_addr"]
@@ -42,7 +44,7 @@ class DHTAPI:
     """BEP 5 operations and inspection of :class:`~mldht.runtime.node.DHTNode`."""
 
     config: NodeConfig
-    _family: socket.AddressFamily
+    _fams: list[Family]
 
     # provided by DHTNode
     @property
@@ -57,22 +59,52 @@ class DHTAPI:
     def stats(self) -> dict[str, int]:
         raise NotImplementedError
 
-    async def _run(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Event:
+    async def _run(
+        self,
+        start: StartOp,
+        *,
+        lookup: bool = False,
+        store: bool = False,
+        at: Addr | None = None,
+    ) -> Event:
         raise NotImplementedError
 
-    def operation(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Operation:
+    def operation(
+        self,
+        start: StartOp,
+        *,
+        lookup: bool = False,
+        store: bool = False,
+        at: Addr | None = None,
+    ) -> Operation:
         raise NotImplementedError
+
+    def _socket_families(self) -> list[socket.AddressFamily]:
+        raise NotImplementedError
+
+    def _tables(self) -> list[RoutingTable]:
+        """The routing table of each address family (the primary first)."""
+        if not self._fams:
+            return [self._state.routing]  # raises NotRunning before the start
+        return [fam.state.routing for fam in self._fams]
 
     # ------------------------------------------------------------ inspection
 
     def stored_peers(self, info_hash: bytes | str) -> list[Addr]:
-        """The peers of ``info_hash`` that other nodes announced to this node (no lookup)."""
+        """The peers of ``info_hash`` that other nodes announced to this node (no lookup;
+        both families' on a dual-stack node, the primary's first)."""
         ih = as_infohash(info_hash)
         store = self._state.peer_store
-        family = 6 if self.config.ipv6 else 4
-        return store.get_peers(
-            ih, _now(), self.config.max_peers_per_infohash, family=family, max_bytes=1 << 30
-        )
+        peers: list[Addr] = []
+        for fam in self._fams or []:
+            peers += store.get_peers(
+                ih,
+                _now(),
+                self.config.max_peers_per_infohash,
+                family=6 if fam.ipv6 else 4,
+                max_bytes=1 << 30,
+            )
+        return peers
 
     def stored_item(self, target: bytes | str) -> Item | None:
         """The BEP 44 item this node's own store holds for ``target`` (no lookup)."""
@@ -82,16 +114,19 @@ class DHTAPI:
         return Item(stored.target, stored.v_bencoded, stored.k, stored.salt, stored.seq, stored.sig)
 
     def routing_nodes(self) -> list[NodeInfo]:
-        """The live nodes of the routing table (replacement caches not included)."""
-        return list(self._state.routing)
+        """The live nodes of the routing table (replacement caches not included; both
+        tables of a dual-stack node)."""
+        return [node for table in self._tables() for node in table]
 
     def knows(self, node_id: bytes) -> bool:
-        """Whether a live entry of the routing table has ``node_id``."""
-        return bytes(node_id) in self._state.routing
+        """Whether a live entry of the routing table (either, dual-stack) has ``node_id``."""
+        return any(bytes(node_id) in table for table in self._tables())
 
     def closest_nodes(self, target: bytes, count: int = 8) -> list[NodeInfo]:
-        """The ``count`` nodes of our own table closest to ``target`` (no lookup)."""
-        return self._state.routing.closest(as_id(target), count)
+        """The ``count`` nodes of our own table closest to ``target`` (no lookup; on a
+        dual-stack node ``count`` of each family's, the primary's first)."""
+        tid = as_id(target)
+        return [node for table in self._tables() for node in table.closest(tid, count)]
 
     def routing_table_snapshot(self) -> dict[str, Any]:
         """The routing table as a JSON-able dict (buckets, nodes, replacements)."""
@@ -103,15 +138,30 @@ class DHTAPI:
         out["address"] = format_addr(self.address)
         out["read_only"] = self.config.read_only
         out["stats"] = dict(out.get("stats", {}), **self.stats)
+        if len(self._fams) > 1:  # dual stack: each family's address, id and table
+            out["families"] = [
+                {
+                    "family": fam.name,
+                    "address": format_addr(fam.address),
+                    "id": fam.state.node_id.hex(),
+                    "external_ip": fam.state.external_ip,
+                    "nodes": len(fam.state.routing),
+                }
+                for fam in self._fams
+            ]
         return out
 
     # ------------------------------------------------------------ BEP 5
 
     async def _resolve(self, addr: Addr) -> Addr:
-        found = await _bootstrap.resolve(addr, self._family)
-        if not found:
-            raise InvalidArgument(f"cannot resolve {format_addr(addr)} to an address")
-        return found[0]
+        """``addr`` as an address of a family the node is bound to (the primary's first)."""
+        for family in self._socket_families():
+            found = await _bootstrap.resolve(addr, family)
+            if found:
+                return found[0]
+        if ":" in addr[0] and socket.AF_INET6 not in self._socket_families():
+            raise InvalidArgument(f"cannot reach {format_addr(addr)}: no IPv6 address bound")
+        raise InvalidArgument(f"cannot resolve {format_addr(addr)} to an address")
 
     async def ping(self, addr: Addr) -> bytes:
         """Ping ``addr`` (host, port); returns the remote node id.
@@ -119,7 +169,7 @@ class DHTAPI:
         Raises :class:`QueryTimeout` when it does not answer in ``query_timeout``.
         """
         target = await self._resolve(addr)
-        event = await self._run(lambda state, now: state.ping(target, now))
+        event = await self._run(lambda state, now: state.ping(target, now), at=target)
         assert isinstance(event, PingDone)
         if event.node_id is None:
             raise QueryTimeout(f"no answer from {format_addr(target)}")
@@ -131,21 +181,23 @@ class DHTAPI:
         Raises :class:`QueryTimeout` when it does not answer.
         """
         target = await self._resolve(addr)
-        event = await self._run(lambda state, now: state.add_node(target, now))
+        event = await self._run(lambda state, now: state.add_node(target, now), at=target)
         assert isinstance(event, PingDone)
         if event.node_id is None:
             raise QueryTimeout(f"no answer from {format_addr(target)}")
         return event.node_id
 
     async def find_node(self, target: bytes) -> list[NodeInfo]:
-        """Iterative find_node: the closest nodes to ``target`` that answered."""
+        """Iterative find_node: the closest nodes to ``target`` that answered (a
+        dual-stack node looks in both families: both sets, by distance)."""
         tid = as_id(target)
         event = await self._run(lambda state, now: state.find_node(tid, now), lookup=True)
         assert isinstance(event, LookupDone)
         return list(event.nodes)
 
     async def get_peers(self, info_hash: bytes | str) -> list[Addr]:
-        """Iterative get_peers: every peer found, as (ip, port), in the order found.
+        """Iterative get_peers: every peer found, as (ip, port), in the order found (a
+        dual-stack node looks in both families and finds peers of both).
 
         ``info_hash`` is 20 bytes, or text: 40 hex digits, 32 base32 or a magnet URI.
         """
@@ -159,7 +211,8 @@ class DHTAPI:
         return PeerIterator(self, as_infohash(info_hash))
 
     async def announce(self, info_hash: bytes | str, port: int | None = None) -> int:
-        """Announce that we are a peer of ``info_hash``; returns how many nodes accepted.
+        """Announce that we are a peer of ``info_hash``; returns how many nodes accepted
+        (a dual-stack node announces in both families: their sum).
 
         ``port=None`` sends ``implied_port=1``: the receivers use our UDP source port.
         """
@@ -176,6 +229,6 @@ class DHTAPI:
         """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""
         tid = as_id(target)
         dest = await self._resolve(addr)
-        event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now))
+        event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now), at=dest)
         assert isinstance(event, SampleDone)
         return event

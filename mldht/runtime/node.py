@@ -1,4 +1,6 @@
-"""DHTNode: one UDP socket driving a :class:`~mldht.core.node.NodeState` on anyio.
+"""DHTNode: a UDP socket per address family, each driving a
+:class:`~mldht.core.node.NodeState` on anyio (one family, or both: BEP 32,
+:mod:`mldht.runtime.families`).
 
 The runtime is a short loop around the pure core (the aioquic shape; README, Design):
 
@@ -36,13 +38,13 @@ from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ..core.compact import Addr, NodeInfo
+from ..core.compact import Addr
 from ..core.events import Event, RepublishStopped, is_terminal
 from ..core.ids import random_id
 from ..core.node import NodeConfig, NodeState
@@ -51,10 +53,12 @@ from ..errors import InvalidArgument, MldhtError, NotRunning
 from . import bootstrap as _bootstrap
 from . import persist, udp
 from .dht_api import DHTAPI, format_addr
+from .families import Family, MergedWaiter, bind_list, routers_for, sync_ids
 from .item_api import REPUBLISH_INTERVAL, ItemAPI
 from .item_writer import ItemWriter
 from .node_config import node_config
 from .operation import Operation, PeerIterator, StartOp, _Waiter
+from .saving import SAVE_INTERVAL, StateSaving
 from .udp import UDPLoops
 from .watch import EventBus, WatchAPI
 
@@ -75,14 +79,9 @@ __all__ = [
 
 log = logging.getLogger("mldht.node")
 
-SAVE_INTERVAL = 300.0
-"""Seconds between saves of the state directory while the node runs (the id and the
-table are saved once as soon as the node has joined, too)."""
-EXPORT_CHUNK = 2_000
-"""Peers exported from the core per step of a save (about a millisecond on the loop);
-each chunk is written in a worker thread while the loop serves the network."""
-LOAD_CHUNK = 250
-"""Saved peers handed to the core per step of the load at start (a few milliseconds)."""
+_Key = tuple[int, int]
+"""A waiter's key: (the family's rank, the core's op id)."""
+
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -122,14 +121,19 @@ def _now() -> float:
     return time.time()
 
 
-class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
-    """A mainline DHT node on one UDP socket; use it as an async context manager::
+class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops, StateSaving):
+    """A mainline DHT node on one UDP socket per address family; use it as an async
+    context manager::
 
         async with DHTNode(bind=("0.0.0.0", 6881), state_dir="~/.mldht") as node:
             peers = await node.get_peers(info_hash)
 
     * ``bind``: the (host, port) to listen on; port 0 picks a free port (see
-      :attr:`address`).
+      :attr:`address`). A list of one IPv4 and one IPv6 address, e.g.
+      ``[("0.0.0.0", 6881), ("::", 6881)]``, runs one node on both families (BEP 32,
+      :mod:`~mldht.runtime.families`): a routing table each, stores shared, lookups run
+      in both and merged; the first address is the primary one (:attr:`address`,
+      :attr:`node_id`). :func:`~mldht.runtime.udp.default_binds` says what the host has.
     * ``bootstrap``: routers used as first contacts. ``None`` means the public routers
       (:data:`~mldht.runtime.bootstrap.PUBLIC_ROUTERS`); a list of (host, port) replaces
       them; an empty list means none. The nodes saved in ``state_dir`` are pinged in
@@ -154,7 +158,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
       ``query_timeout=``, ...), applied over ``config``: ``mypy`` checks their names
       and types (:class:`~mldht.core.tunables.Tunables`); an unknown name raises
       ``TypeError``. ``ipv6`` follows the bind address and ``local_network`` its scope
-      unless set.
+      unless set (per family on a dual-stack node).
 
     A node holds an anyio task group, so nodes entered in one task must be left in the
     reverse order (or each run in a task of its own).
@@ -162,7 +166,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
 
     def __init__(
         self,
-        bind: Addr = ("0.0.0.0", 6881),
+        bind: Addr | Sequence[Addr] = ("0.0.0.0", 6881),
         bootstrap: Sequence[Addr] | None = None,
         state_dir: str | os.PathLike[str] | None = None,
         read_only: bool = False,
@@ -174,11 +178,16 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         **tunables: Unpack[Tunables],
     ) -> None:
         self._init_items(keypair, republish_interval)
-        host, port = bind
-        if not isinstance(port, int) or not 0 <= port < 65536:
-            raise InvalidArgument(f"bind port out of range: {port!r}")
-        self.config = node_config(config, tunables, host, bootstrap is None, read_only)
-        self._bind: Addr = (host, port)
+        self._binds = binds = bind_list(bind)
+        dual = len(binds) > 1
+        self._configs = [
+            node_config(config, tunables, host, bootstrap is None, read_only, dual=dual)
+            for host, _ in binds
+        ]
+        self.config = self._configs[0]
+        """The primary family's config (a dual-stack node's other one differs in
+        ``ipv6`` and perhaps ``local_network``)."""
+        self._fams: list[Family] = []
         self._routers: list[Addr] = list(
             _bootstrap.PUBLIC_ROUTERS if bootstrap is None else bootstrap
         )
@@ -197,18 +206,16 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._address: Addr | None = None
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[_Key, _Waiter] = {}
         self._closed = False
         self._item_backend: ItemBackend | None = None
         self._item_writer: ItemWriter | None = None
-        self._saved_nodes: tuple[NodeInfo, ...] = ()
         self._peer_db: PeerDB | None = None
         self._peers_ready = False  # the saved peers are all in the core (none to load)
         self._legacy_peers: list[list[Any]] | None = None  # to migrate from state.json
         self._save_lock = anyio.Lock()
         self._retry_join = retry_join
         self._bus = EventBus()
-        self._notices_lost = 0
         self.receive_errors = 0
         """Datagrams whose handling raised (logged at debug and dropped)."""
         self.send_errors = 0
@@ -272,19 +279,39 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         backend = self._item_backend
         items = await anyio.to_thread.run_sync(backend.load_all) if backend is not None else None
         now = _now()
-        self._state_obj = state = NodeState(
-            node_id,
-            self._rng,
-            now,
-            self.config,
-            saved_items=items,
-            republish_interval=self._republish_interval,
-        )
+        primary: NodeState | None = None
+        for rank, ((host, port), config) in enumerate(zip(self._binds, self._configs, strict=True)):
+            ipv6 = config.ipv6
+            fid = saved.family_ids.get(6 if ipv6 else 4, node_id) if saved else node_id
+            state = NodeState(
+                fid,
+                self._rng,
+                now,
+                config,
+                saved_items=items if primary is None else None,
+                republish_interval=self._republish_interval,
+                sibling=primary,
+            )
+            family = socket.AF_INET6 if ipv6 else socket.AF_INET
+            raw = await udp.open_socket(host, port, family)
+            stack.callback(raw.close)
+            local = raw.getsockname()
+            fam = Family(state, raw, (str(local[0]), int(local[1])), ipv6, rank)
+            if saved is not None:
+                fam.saved_nodes = tuple(
+                    n for n in saved.nodes if (":" in n.addr[0]) == ipv6 and n.id != fid
+                )
+            self._fams.append(fam)
+            primary = primary or state
+        first = self._fams[0]
+        self._state_obj = state = first.state
+        self._raw, self._address = first.sock, first.address
+        self._ids = [fam.state.node_id for fam in self._fams]
         self._load_publications(state, now)
         self._apply_storage_writes()  # expired or surplus saved items are deleted
         if saved is not None:
-            self._saved_nodes = tuple(n for n in saved.nodes if n.id != node_id)
-            log.info("loaded state: id %s, %d saved nodes", node_id.hex(), len(self._saved_nodes))
+            count = sum(len(fam.saved_nodes) for fam in self._fams)
+            log.info("loaded state: id %s, %d saved nodes", node_id.hex(), count)
             if saved.peers:  # the previous version's file; the database wins if it has rows
                 db = self._peer_db
                 rows = await anyio.to_thread.run_sync(db.count_rows) if db is not None else 0
@@ -294,20 +321,9 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         if self._peer_db is None:
             self._peers_ready = True
             self._peers_loaded.set()
-        family: Literal[socket.AddressFamily.AF_INET, socket.AddressFamily.AF_INET6] = (
-            socket.AF_INET6 if self.config.ipv6 else socket.AF_INET
-        )
-        host, port = self._bind
-        self._raw = raw = await udp.open_socket(host, port, family)
-        stack.callback(raw.close)
-        local = raw.getsockname()
-        self._address = (str(local[0]), int(local[1]))
-        self._family = family
 
         self._send_wake = anyio.Event()
         self._backlog = deque()
-        self._timer_wake = anyio.Event()
-        self._timer_at = math.inf
         self._ready = anyio.Event()
         self._contacts = anyio.Event()
         # Set once the table holds a node or the first join round ended: a store (put,
@@ -316,10 +332,11 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._joined = anyio.Event()
         self._table_saved = anyio.Event()  # set when the table is worth a first save
         self._tg = await stack.enter_async_context(anyio.create_task_group())
-        self._tg.start_soon(self._receive_loop)
+        for fam in self._fams:
+            self._tg.start_soon(self._receive_loop, fam)
+            self._tg.start_soon(self._timer_loop, fam)
+            self._tg.start_soon(self._join, fam)
         self._tg.start_soon(self._sender_loop)
-        self._tg.start_soon(self._timer_loop)
-        self._tg.start_soon(self._join)
         if self._item_backend is not None:
             self._item_writer = ItemWriter(
                 self._item_backend, self._send_batch, self._storage_failed
@@ -329,7 +346,9 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
             self._tg.start_soon(self._load_peers)
         if self._state_dir is not None:
             self._tg.start_soon(self._autosave_loop)
-        log.info("listening on %s, id %s", format_addr(self._address), node_id.hex())
+        where = " and ".join(format_addr(fam.address) for fam in self._fams)
+        kind = "both families (IPv4 and IPv6)" if len(self._fams) > 1 else first.name + " only"
+        log.info("listening on %s (%s), id %s", where, kind, node_id.hex())
 
     def _close_backend(self) -> None:
         writer, self._item_writer = self._item_writer, None
@@ -356,22 +375,40 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
 
     @property
     def address(self) -> Addr:
-        """The (host, port) actually bound, also when port 0 was asked."""
+        """The (host, port) actually bound, also when port 0 was asked (the primary
+        family's, the first bound: see :attr:`addresses`)."""
         if self._address is None:
             raise NotRunning("the DHTNode is not running (use it with 'async with')")
         return self._address
 
     @property
+    def addresses(self) -> list[Addr]:
+        """Every (host, port) bound: one per address family, the primary first."""
+        self.address  # noqa: B018 - raises NotRunning before the start
+        return [fam.address for fam in self._fams]
+
+    def _socket_families(self) -> list[socket.AddressFamily]:
+        return [socket.AF_INET6 if fam.ipv6 else socket.AF_INET for fam in self._fams]
+
+    @property
     def stats(self) -> dict[str, int]:
         """Counters and sizes: the core's counters (queries_in, queries_out, ...), the
         runtime's (receive_errors, send_errors), and ``nodes`` (routing table),
-        ``stored_infohashes``, ``stored_peers`` and ``stored_items`` (what we store)."""
+        ``stored_infohashes``, ``stored_peers`` and ``stored_items`` (what we store).
+        A dual-stack node sums its families' counters and tables, and adds
+        ``nodes_ipv4`` and ``nodes_ipv6`` (each table's size)."""
         state = self._state
         out = dict(state.stats)
+        for fam in self._fams[1:]:
+            for key, value in fam.state.stats.items():
+                out[key] = out.get(key, 0) + value
+        if len(self._fams) > 1:
+            for fam in self._fams:
+                out["nodes_" + fam.name.lower()] = len(fam.state.routing)
         out["receive_errors"] = self.receive_errors
         out["send_errors"] = self.send_errors
         out["storage_errors"] = self.storage_errors
-        out["nodes"] = len(state.routing)
+        out["nodes"] = self._table_size()
         out["stored_infohashes"] = len(state.peer_store)
         out["stored_peers"] = state.peer_store.peer_count()
         out["stored_items"] = len(state.items)
@@ -396,7 +433,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         if not writes or self._item_backend is None:
             return
         if self._item_writer is not None:  # running: off the loop, replies held till done
-            self._item_writer.submit(writes, self._state.datagrams_to_send())
+            self._item_writer.submit(writes, self._datagrams())
             return
         try:
             self._item_backend.apply(writes)
@@ -413,35 +450,59 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         self._after_change()
         return result
 
+    def _table_size(self) -> int:
+        return sum(len(fam.state.routing) for fam in self._fams)
+
     def _after_change(self) -> None:
         """After every call into the core: save item changes, dispatch its events, wake
         sender and timer."""
-        state = self._state
         self._apply_storage_writes()
-        self._notices_lost = self._bus.drain(state, self._notices_lost)
-        while (event := state.next_event()) is not None:
-            if isinstance(event, RepublishStopped):
-                self._republish_stopped(event)
-                continue
-            terminal = is_terminal(event)
-            waiter = self._waiters.pop(event.op, None) if terminal else self._waiters.get(event.op)
-            if waiter is not None:
-                waiter.push(event, terminal)
+        waiters = self._waiters
+        for fam in self._fams:
+            state, rank = fam.state, fam.rank
+            fam.notices_lost = self._bus.drain(state, fam.notices_lost)
+            while (event := state.next_event()) is not None:
+                if isinstance(event, RepublishStopped):
+                    self._republish_stopped(event)
+                    continue
+                terminal = is_terminal(event)
+                key = (rank, event.op)
+                waiter = waiters.pop(key, None) if terminal else waiters.get(key)
+                if isinstance(waiter, MergedWaiter):
+                    waiter.push_from(rank, event)
+                elif waiter is not None:
+                    waiter.push(event, terminal)
+        if len(self._fams) > 1:
+            self._sync_ids()
         self._flush()
-        if not self._ready.is_set() and len(state.routing):
+        if not self._ready.is_set() and self._table_size():
             self._ready.set()
             self._joined.set()
-        if not self._table_saved.is_set() and len(state.routing) >= self.config.k:
+        if not self._table_saved.is_set() and self._table_size() >= self.config.k:
             self._table_saved.set()
-        deadline = state.next_deadline()
-        # Wake the timer only for a deadline meaningfully earlier than the one it sleeps
-        # towards: re-arming a sleep costs a cancel scope, which dominated the profile of
-        # a 5,000-node swarm in one process; 20 ms late is harmless for DHT timeouts.
-        if deadline is not None and deadline < self._timer_at - TIMER_SLACK:
-            self._timer_wake.set()
+        for fam in self._fams:
+            deadline = fam.state.next_deadline()
+            # Wake the timer only for a deadline meaningfully earlier than the one it
+            # sleeps towards: re-arming a sleep costs a cancel scope, which dominated the
+            # profile of a 5,000-node swarm in one process; 20 ms late is harmless here.
+            if deadline is not None and deadline < fam.timer_at - TIMER_SLACK:
+                fam.timer_wake.set()
 
-    async def _timer_loop(self) -> None:
-        state = self._state
+    def _sync_ids(self) -> None:
+        """One node id for both families while BEP 42 allows (:func:`sync_ids`)."""
+        ids = [fam.state.node_id for fam in self._fams]
+        if ids == self._ids:
+            return
+        changed = next(
+            fam for fam, old in zip(self._fams, self._ids, strict=True) if fam.state.node_id != old
+        )
+        for fam in self._fams:
+            if fam is not changed and sync_ids(changed, fam, _now()):
+                log.info("%s node id follows to %s", fam.name, changed.state.node_id.hex())
+        self._ids = [fam.state.node_id for fam in self._fams]
+
+    async def _timer_loop(self, fam: Family) -> None:
+        state = fam.state
         last_fired: float | None = None
         while True:
             now = _now()
@@ -459,37 +520,45 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
                     log.exception("error in the node's timer")
                 await anyio.lowlevel.checkpoint()
                 continue
-            self._timer_at = math.inf if deadline is None else deadline
-            self._timer_wake = anyio.Event()
-            with anyio.move_on_after(self._timer_at - now):
-                await self._timer_wake.wait()
-            self._timer_at = math.inf
+            fam.timer_at = math.inf if deadline is None else deadline
+            fam.timer_wake = anyio.Event()
+            with anyio.move_on_after(fam.timer_at - now):
+                await fam.timer_wake.wait()
+            fam.timer_at = math.inf
 
-    async def _join(self) -> None:
+    async def _join(self, fam: Family) -> None:
+        state = fam.state
+        family = socket.AF_INET6 if fam.ipv6 else socket.AF_INET
         await _bootstrap.join(
-            routers=self._routers,
-            saved=[n.addr for n in self._saved_nodes],
-            family=self._family,
+            routers=routers_for(self._routers, fam.ipv6),
+            saved=[n.addr for n in fam.saved_nodes],
+            family=family,
             ping=self._ping_quietly,
-            bootstrap=self._hand_routers,
-            progress=lambda: self._state.bootstrapper,
-            table_size=lambda: len(self._state.routing),
-            answered=lambda: self._state.stats["responses_in"] > 0,
-            on_contacts=self._first_round_ended,
+            bootstrap=partial(self._hand_routers, fam),
+            progress=lambda: state.bootstrapper,
+            table_size=lambda: len(state.routing),
+            answered=lambda: state.stats["responses_in"] > 0,
+            on_contacts=partial(self._first_round_ended, fam),
             retry=self._retry_join,
         )
 
-    def _first_round_ended(self) -> None:
-        self._contacts.set()
-        self._joined.set()
-        if len(self._state.routing):
+    def _first_round_ended(self, fam: Family) -> None:
+        self._got_contacts(fam)
+        if all(f.contacts.is_set() for f in self._fams):
+            self._joined.set()
+        if self._table_size():
             self._table_saved.set()
+
+    def _got_contacts(self, fam: Family) -> None:
+        fam.contacts.set()
+        if all(f.contacts.is_set() for f in self._fams):
+            self._contacts.set()
 
     async def _ping_quietly(self, addr: Addr) -> None:
         with contextlib.suppress(MldhtError):
             await self.add_node(addr)
 
-    async def _hand_routers(self, routers: list[Addr]) -> None:
+    async def _hand_routers(self, fam: Family, routers: list[Addr]) -> None:
         """Hand ``routers`` to the core's bootstrap (BEP 5 self-lookup from them and the
         table; the core retries it as it sees fit) and wait for this round to end."""
 
@@ -498,93 +567,11 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
                 routers, now, as_nodes=self._routers_are_nodes, retry=self._retry_join
             )
             # From now on every lookup starts at the routers too (core).
-            self._contacts.set()
+            self._got_contacts(fam)
             return op
 
         with contextlib.suppress(MldhtError):
-            await self._run(start)
-
-    async def wait_peers_loaded(self, timeout: float | None = None) -> bool:
-        """Wait until the peers saved in the state directory are all back in the store
-        (they load in small steps after start, while the node already answers); False
-        if ``timeout`` seconds passed first or the load failed."""
-        self._check_open()
-        with anyio.move_on_after(timeout):
-            await self._peers_loaded.wait()
-        return self._peers_ready
-
-    async def _load_peers(self) -> None:
-        """Hand the saved peers to the core, :data:`LOAD_CHUNK` at a time with a
-        checkpoint between, reading the database in a worker thread. Peers from a
-        state.json of the previous version are saved in the database right after."""
-        db, store = self._peer_db, self._state.peer_store
-        assert db is not None
-        legacy, stored = self._legacy_peers, 0
-        try:
-            if legacy is not None:
-                batches: Any = iter([legacy])
-            else:
-                batches = await anyio.to_thread.run_sync(partial(db.read_batches, packed=True))
-            while (batch := await anyio.to_thread.run_sync(next, batches, None)) is not None:
-                for i in range(0, len(batch), LOAD_CHUNK):
-                    stored += store.load(batch[i : i + LOAD_CHUNK], _now())
-                    await anyio.lowlevel.checkpoint()
-            self._peers_ready = True
-        except Exception as exc:
-            self._warn("storage_error", f"could not load the saved peers: {exc}")
-        finally:
-            self._peers_loaded.set()
-        log.info("loaded %d saved peers", stored)
-        if legacy is not None and self._peers_ready:
-            await self._save(final=False)  # migrate: peers.sqlite, then state.json without
-
-    async def _autosave_loop(self) -> None:
-        # The id and the table as soon as the node has joined (a quick restart rejoins
-        # from them), then everything every SAVE_INTERVAL.
-        await self._table_saved.wait()
-        await self._save(final=False, peers=False)
-        while True:
-            await anyio.sleep(SAVE_INTERVAL)
-            await self._save(final=False)
-
-    async def _save(self, final: bool, *, peers: bool = True) -> None:
-        """Save the state directory without stalling the loop: the stored peers in
-        chunks (exported here, written in a worker thread, one transaction), then
-        ``state.json`` in a thread. Peers are saved only once the saved ones are all
-        loaded (the database keeps them until then)."""
-        if self._state_dir is None or self._state_obj is None:
-            return
-        async with self._save_lock:
-            try:
-                await self._save_locked(final, peers and self._peers_ready)
-            except Exception as exc:
-                self._warn("storage_error", f"could not save the state in {self._state_dir}: {exc}")
-
-    async def _save_locked(self, final: bool, peers: bool) -> None:
-        state_dir, state, db = self._state_dir, self._state, self._peer_db
-        assert state_dir is not None
-        if self._legacy_peers is not None and not (peers and db is not None):
-            return  # state.json still holds the only copy of the peers: keep it as it is
-        now = _now()
-        doc, count = persist.node_document(state, self._saved_nodes, now, self.config.k)
-        saved_peers = 0
-        if peers and db is not None:
-            writer = db.writer(now)
-            await anyio.to_thread.run_sync(writer.begin)
-            try:
-                for chunk in state.peer_store.export_chunks(now, EXPORT_CHUNK):
-                    await anyio.to_thread.run_sync(writer.add, chunk)
-                await anyio.to_thread.run_sync(writer.commit)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(writer.abort)
-                raise
-            saved_peers = writer.peers
-        path = await anyio.to_thread.run_sync(persist.save_state, state_dir, doc)
-        if peers and db is not None:
-            self._legacy_peers = None
-        level = logging.INFO if final else logging.DEBUG
-        log.log(level, "saved %d nodes to %s, %d peers", count, path, saved_peers)
+            await self._operation(start, False, False, lambda: [fam]).result()
 
     # ---------------------------------------------------------------- operations
 
@@ -592,15 +579,44 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         if self._closed or self._state_obj is None:
             raise NotRunning("the DHTNode is not running (use it with 'async with')")
 
-    def _begin(self, start: StartOp) -> tuple[int, _Waiter]:
-        """Start an op in the core and register its waiter before any event is read."""
+    def _begin(self, start: StartOp, fams: list[Family]) -> tuple[list[_Key], _Waiter]:
+        """Start an op in the core of each of ``fams`` and register its waiter before
+        any event is read (one waiter merging them all for several families)."""
         self._check_open()
-        op = start(self._state, _now())
-        waiter = self._waiters[op] = _Waiter()
-        self._after_change()
-        return op, waiter
+        now = _now()
+        waiter = _Waiter() if len(fams) == 1 else MergedWaiter(len(fams))
+        keys: list[_Key] = []
+        try:
+            for fam in fams:
+                key = (fam.rank, start(fam.state, now))
+                self._waiters[key] = waiter
+                keys.append(key)
+        except BaseException:
+            for key in keys:
+                self._waiters.pop(key, None)
+            raise
+        finally:
+            self._after_change()
+        return keys, waiter
 
-    def operation(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Operation:
+    def _families_at(self, at: Addr | None, lookup: bool) -> list[Family]:
+        if at is not None:
+            ipv6 = ":" in at[0]
+            for fam in self._fams:
+                if fam.ipv6 == ipv6:
+                    return [fam]
+            kind = "IPv6" if ipv6 else "IPv4"
+            raise InvalidArgument(f"cannot reach {format_addr(at)}: no {kind} address bound")
+        return list(self._fams) if lookup else self._fams[:1]
+
+    def operation(
+        self,
+        start: StartOp,
+        *,
+        lookup: bool = False,
+        store: bool = False,
+        at: Addr | None = None,
+    ) -> Operation:
         """A handle on the core operation ``start(state, now)`` starts (it returns the op id)::
 
             op = node.operation(lambda state, now: state.get_peers(info_hash, now), lookup=True)
@@ -611,7 +627,18 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
         bound, :class:`QueryTimeout`). ``lookup``: first wait until the join loop gave
         the routers (lookups start from them); ``store`` (a lookup that ends in a put or
         an announce): until a node answered or the first join round ended.
+
+        On a dual-stack node a lookup starts in each family's core and ends with one
+        terminal event merging theirs (:func:`~mldht.runtime.families.merge_terminal`);
+        an operation aimed ``at`` one address runs in that address's family, any other
+        in the primary family.
         """
+        return self._operation(start, lookup, store, lambda: self._families_at(at, lookup))
+
+    def _operation(
+        self, start: StartOp, lookup: bool, store: bool, fams: Callable[[], list[Family]]
+    ) -> Operation:
+        keys: list[_Key] = []
 
         async def begin() -> tuple[int, _Waiter]:
             self._check_open()
@@ -619,13 +646,23 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops):
                 await self._contacts.wait()
             if store:
                 await self._joined.wait()
-            return self._begin(start)
+            started, waiter = self._begin(start, fams())
+            keys.extend(started)
+            return started[0][1], waiter
 
-        return Operation(begin, self._release, self._op_bound)
+        def release(op: int) -> None:
+            for key in keys:
+                self._waiters.pop(key, None)
 
-    def _release(self, op: int) -> None:
-        self._waiters.pop(op, None)
+        return Operation(begin, release, self._op_bound)
 
-    async def _run(self, start: StartOp, *, lookup: bool = False, store: bool = False) -> Event:
+    async def _run(
+        self,
+        start: StartOp,
+        *,
+        lookup: bool = False,
+        store: bool = False,
+        at: Addr | None = None,
+    ) -> Event:
         """Start an op and return its terminal event (bounded; QueryTimeout past it)."""
-        return await self.operation(start, lookup=lookup, store=store).result()
+        return await self.operation(start, lookup=lookup, store=store, at=at).result()

@@ -36,15 +36,21 @@ def node_config(
     host: str,
     public: bool,
     read_only: bool,
+    *,
+    dual: bool = False,
 ) -> NodeConfig:
     """``config`` (or the defaults) with ``tunables`` applied; ``ipv6`` follows the bind
-    address and ``local_network`` its scope unless given (``TypeError``: unknown name)."""
+    address and ``local_network`` its scope unless given (``TypeError``: unknown name).
+    ``dual``: the config of one family of a dual-stack node, whose ``ipv6`` is the bind
+    address's family whatever ``config`` says."""
     base = config if config is not None else NodeConfig()
     changes: dict[str, Any] = {
-        "ipv6": base.ipv6 or ":" in host,
+        "ipv6": ":" in host if dual else base.ipv6 or ":" in host,
         "read_only": base.read_only or read_only,
     }
     if base.local_network is None:
         changes["local_network"] = address_scope(host, public)
     changes.update(tunables)
+    if dual:
+        changes["ipv6"] = ":" in host
     return dataclasses.replace(base, **changes)

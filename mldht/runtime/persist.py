@@ -5,7 +5,10 @@
   (never readable by others, even briefly), flushed to disk, then ``os.replace``: a
   crash leaves the old file or the new one, never a torn one.
 * ``<state_dir>/state.json``: the node id and the good nodes of the routing table (so a
-  restart rejoins in seconds by pinging them, even when no bootstrap router answers).
+  restart rejoins in seconds by pinging them, even when no bootstrap router answers);
+  for a dual-stack node the good nodes of both tables, and the id of each family under
+  ``family_ids`` (``{"4": hex, "6": hex}``; they differ only when BEP 42 made them: see
+  :func:`mldht.runtime.families.sync_ids`). A file without it gives every family ``id``.
   Small: written whole, in a worker thread. (Before ``peers.sqlite``, it held the stored
   peers too: such a file still loads, and its peers move to the database once.)
 * ``<state_dir>/peers.sqlite``: the announced peers with their expiry
@@ -28,7 +31,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +89,8 @@ class SavedState:
     in a file of the previous version, which kept the peers in ``state.json``."""
     saved_at: float | None = None
     """Wall-clock time (Unix seconds) of the save, for people reading the file."""
+    family_ids: dict[int, bytes] = field(default_factory=dict)
+    """The id of each family (4, 6) of a dual-stack node, when it was one."""
 
 
 def state_document(
@@ -94,15 +99,19 @@ def state_document(
     peers: list[list[Any]] | None = None,
     *,
     saved_at: float | None = None,
+    family_ids: dict[int, bytes] | None = None,
 ) -> dict[str, Any]:
     """The JSON-able document saved in ``state.json`` (``peers`` only for tests of the
-    previous format: the runtime keeps them in ``peers.sqlite``)."""
+    previous format: the runtime keeps them in ``peers.sqlite``; ``family_ids`` for a
+    dual-stack node)."""
     doc: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "id": node_id.hex(),
         "saved_at": time.time() if saved_at is None else saved_at,
         "nodes": [{"id": n.id.hex(), "ip": n.addr[0], "port": n.addr[1]} for n in nodes],
     }
+    if family_ids:
+        doc["family_ids"] = {str(f): fid.hex() for f, fid in sorted(family_ids.items())}
     if peers is not None:
         doc["peers"] = peers
     return doc
@@ -201,11 +210,19 @@ def parse_state(doc: dict[str, Any], where: str = STATE_FILE) -> SavedState:
             nodes.append(node)
     peers = doc.get("peers", [])
     saved_at = doc.get("saved_at")
+    family_ids: dict[int, bytes] = {}
+    raw_ids = doc.get("family_ids")
+    for family, value in raw_ids.items() if isinstance(raw_ids, dict) else ():
+        with contextlib.suppress(ValueError, TypeError):
+            fid = bytes.fromhex(value)
+            if family in ("4", "6") and len(fid) == ID_LEN:
+                family_ids[int(family)] = fid
     return SavedState(
         node_id=node_id,
         nodes=tuple(nodes),
         peers=[p for p in peers if isinstance(p, list)] if isinstance(peers, list) else [],
         saved_at=float(saved_at) if isinstance(saved_at, int | float) else None,
+        family_ids=family_ids,
     )
 
 
@@ -392,17 +409,27 @@ def close_item_backend(backend: ItemBackend | None) -> None:
 
 
 def node_document(
-    state: NodeState, earlier: Iterable[NodeInfo], now: float, k: int
+    families: Sequence[tuple[NodeState, Iterable[NodeInfo]]], now: float, k: int
 ) -> tuple[dict[str, Any], int]:
-    """The ``state.json`` document of ``state`` (id and good nodes; cheap, for the loop)
-    and the number of nodes in it.
+    """The ``state.json`` document of a node's core nodes (one per address family, each
+    with the nodes saved earlier for it; the primary first): the id, the good nodes of
+    every table (cheap, for the loop) and the number of nodes in it.
 
     A thin table (under ``k`` good nodes: offline for a while, or a tiny network) keeps
-    the ``earlier`` saved nodes too, so an outage does not erase what a restart needs.
+    its family's ``earlier`` saved nodes too, so an outage does not erase what a restart
+    needs.
     """
-    nodes = state.good_nodes(now)
-    if len(nodes) < k:
-        ids = {n.id for n in nodes}
-        addrs = {n.addr for n in nodes}
-        nodes += [n for n in earlier if n.id not in ids and n.addr not in addrs]
-    return state_document(state.node_id, nodes), len(nodes)
+    nodes: list[NodeInfo] = []
+    for state, earlier in families:
+        good = state.good_nodes(now)
+        if len(good) < k:
+            ids = {n.id for n in good}
+            addrs = {n.addr for n in good}
+            good += [n for n in earlier if n.id not in ids and n.addr not in addrs]
+        nodes += good
+    family_ids = (
+        {6 if state.config.ipv6 else 4: state.node_id for state, _ in families}
+        if len(families) > 1
+        else None
+    )
+    return state_document(families[0][0].node_id, nodes, family_ids=family_ids), len(nodes)

@@ -1,7 +1,9 @@
-"""The node's UDP socket and the loops that serve it (a mixin of
+"""The node's UDP sockets and the loops that serve them (a mixin of
 :class:`~mldht.runtime.node.DHTNode`).
 
-The socket is a plain non-blocking socket that only this module reads: whenever it is
+A node has one socket per address family it is bound to (a dual-stack node two, each
+feeding its family's core node; sends go out through the socket of the destination's
+family). Each socket is a plain non-blocking socket that only this module reads: whenever it is
 readable (an asyncio reader callback; on trio, a task in :func:`anyio.wait_readable`),
 up to :data:`RECEIVE_BATCH` datagrams are read and handed to the core, and the answers
 sent right away, in the same wake-up. An anyio UDP socket (the previous design) has the
@@ -35,6 +37,7 @@ from .dht_api import format_addr
 
 if TYPE_CHECKING:
     from ..core.node import NodeState
+    from .families import Family
 
 __all__ = [
     "RECEIVE_BATCH",
@@ -42,6 +45,8 @@ __all__ = [
     "RECEIVE_BUFFER",
     "SOCKET_BUFFER",
     "UDPLoops",
+    "default_binds",
+    "has_ipv6",
     "open_socket",
 ]
 
@@ -76,6 +81,10 @@ async def open_socket(host: str, port: int, family: socket.AddressFamily) -> soc
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            if family == socket.AF_INET6:
+                # IPv6 only: [::]:6881 and 0.0.0.0:6881 coexist (a dual-stack node),
+                # and no IPv4 datagram arrives as a v4-mapped address.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             # A large receive buffer absorbs bursts (and floods, which the core drops
             # cheaply) so that honest datagrams queued behind them are not lost by the
             # kernel. The kernel caps it (net.core.rmem_max); a refusal leaves the default.
@@ -95,11 +104,33 @@ async def open_socket(host: str, port: int, family: socket.AddressFamily) -> soc
     return sock
 
 
+def has_ipv6() -> bool:
+    """Whether this host can bind an IPv6 UDP socket (probed by binding ``[::1]:0``)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def default_binds(port: int) -> list[Addr]:
+    """What a node binds when not told: ``0.0.0.0:PORT`` and ``[::]:PORT`` when the
+    host has IPv6 (:func:`has_ipv6`), else ``0.0.0.0:PORT`` alone."""
+    binds: list[Addr] = [("0.0.0.0", port)]
+    if has_ipv6():
+        binds.append(("::", port))
+    return binds
+
+
 class UDPLoops:
     """The receive loop, direct sends and the sender task of
     :class:`~mldht.runtime.node.DHTNode` (see the module docstring)."""
 
     _raw: socket.socket
+    _fams: list[Family]
     _send_wake: anyio.Event
     _backlog: deque[tuple[bytes, Addr]]
     receive_errors: int
@@ -114,11 +145,26 @@ class UDPLoops:
     def _after_change(self) -> None:
         raise NotImplementedError
 
+    def _datagrams(self) -> list[tuple[bytes, Addr]]:
+        """What the core nodes queued (both families' on a dual-stack node)."""
+        fams = self._fams
+        batch = fams[0].state.datagrams_to_send()
+        for fam in fams[1:]:
+            batch += fam.state.datagrams_to_send()
+        return batch
+
     def _flush(self) -> None:
         """Send what the core queued (:meth:`_send_batch`)."""
-        batch = self._state.datagrams_to_send()
+        batch = self._datagrams()
         if batch:
             self._send_batch(batch)
+
+    def _socket_for(self, addr: Addr) -> socket.socket:
+        """The socket of ``addr``'s family (the primary one when none: the OS refuses)."""
+        fams = self._fams
+        if len(fams) > 1 and (":" in addr[0]) != fams[0].ipv6:
+            return fams[1].sock
+        return self._raw
 
     def _send_batch(self, batch: Sequence[tuple[bytes, Addr]]) -> None:
         """Send ``batch`` straight to the socket; what the kernel cannot take now waits
@@ -129,9 +175,13 @@ class UDPLoops:
             self._send_wake.set()
             return
         sendto = self._raw.sendto
+        dual = len(self._fams) > 1
         for i, (data, addr) in enumerate(batch):
             try:
-                sendto(data, addr)
+                if dual:
+                    self._socket_for(addr).sendto(data, addr)
+                else:
+                    sendto(data, addr)
             except BlockingIOError:
                 backlog.extend(batch[i:])
                 self._overflow()
@@ -150,17 +200,16 @@ class UDPLoops:
     async def _sender_loop(self) -> None:
         """Send the backlog once the socket takes datagrams again."""
         backlog = self._backlog
-        raw = self._raw
         while True:
             if not backlog:
                 self._send_wake = anyio.Event()
                 await self._send_wake.wait()
                 continue
-            await anyio.wait_writable(raw)
+            await anyio.wait_writable(self._socket_for(backlog[0][1]))
             while backlog:
                 data, addr = backlog[0]
                 try:
-                    raw.sendto(data, addr)
+                    self._socket_for(addr).sendto(data, addr)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -169,8 +218,8 @@ class UDPLoops:
                 backlog.popleft()
             self._overflow()
 
-    async def _receive_loop(self) -> None:
-        """Serve the socket until cancelled. On asyncio the event loop calls one batch
+    async def _receive_loop(self, fam: Family) -> None:
+        """Serve ``fam``'s socket until cancelled. On asyncio the event loop calls one batch
         per readiness of the socket (:meth:`_receive_batch` as a reader callback, as a
         datagram protocol would be: no task switch, no future per wake-up); elsewhere
         (trio) a task waits for readability and runs the same batch."""
@@ -180,15 +229,15 @@ class UDPLoops:
         except RuntimeError:  # trio
             loop = None
         if loop is not None:
-            fd = self._raw.fileno()
-            loop.add_reader(fd, self._receive_batch)
+            fd = fam.sock.fileno()
+            loop.add_reader(fd, self._receive_batch, fam)
             try:
                 await anyio.sleep_forever()
             finally:
                 loop.remove_reader(fd)
         while True:
-            await anyio.wait_readable(self._raw)
-            if self._receive_batch():
+            await anyio.wait_readable(fam.sock)
+            if self._receive_batch(fam):
                 failures = 0
             else:
                 # e.g. an ICMP error surfaced on the socket: not fatal for a UDP
@@ -196,11 +245,11 @@ class UDPLoops:
                 failures += 1
                 await anyio.sleep(min(0.001 * failures, 1.0))
 
-    def _receive_batch(self) -> bool:
-        """Read and handle up to :data:`RECEIVE_BATCH` queued datagrams, then send what
-        the core queued; False when the socket reported an error."""
-        recvfrom = self._raw.recvfrom
-        receive = self._state.receive_datagram
+    def _receive_batch(self, fam: Family) -> bool:
+        """Read and handle up to :data:`RECEIVE_BATCH` queued datagrams of ``fam``'s
+        socket, then send what the core queued; False when the socket reported an error."""
+        recvfrom = fam.sock.recvfrom
+        receive = fam.state.receive_datagram
         # One clock reading per batch (a batch takes well under a millisecond). The
         # loop is lean: under a flood most datagrams are dropped by the core's admission
         # in about a microsecond, and the kernel drops what we do not read.

@@ -56,6 +56,7 @@ from .cli_support import (
     Parser,
     UsageError,
     add_common,
+    check_binds,
     emit,
     event_doc,
     fail,
@@ -129,11 +130,15 @@ async def _cmd_node(args: argparse.Namespace) -> int:
         kwargs = node_kwargs(args, read_only=args.read_only)
         async with DHTNode(**kwargs, rate_limit=args.rate_limit) as node:
             address = format_addr(node.address)
-            emit(
-                args,
-                {"event": "listening", "id": node.node_id.hex(), "address": address},
-                f"node {node.node_id.hex()} listening on {address}",
-            )
+            listening: dict[str, Any] = {
+                "event": "listening",
+                "id": node.node_id.hex(),
+                "address": address,
+            }
+            where = [format_addr(a) for a in node.addresses]
+            if len(where) > 1:  # dual stack: the primary address, then every one
+                listening["addresses"] = where
+            emit(args, listening, f"node {node.node_id.hex()} listening on {' and '.join(where)}")
             if args.metrics is not None:
                 url = f"http://{format_addr(await node.serve_metrics(args.metrics))}/metrics"
                 emit(args, {"event": "metrics", "url": url}, f"metrics at {url}")
@@ -257,7 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("node", _cmd_node, "run a DHT node until SIGINT/SIGTERM")
-    add_common(p, bind_default="0.0.0.0:6881", timeout=False)
+    add_common(
+        p,
+        bind_default="0.0.0.0:6881 and [::]:6881 when the host has IPv6, else IPv4 alone",
+        timeout=False,
+    )
     p.add_argument("--read-only", action="store_true", help="BEP 43: send ro=1 and answer no query")
     p.add_argument(
         "--rate-limit",
@@ -394,6 +403,7 @@ def _main(argv: list[str]) -> int:
     check: Callable[[argparse.Namespace], None] | None = getattr(args, "check", None)
     try:
         _no_bootstrap(args)
+        check_binds(args)
         if check is not None:
             check(args)
     except UsageError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ._log import LOG_FORMATS
-from .argtypes import bind_address, bootstrap_address, positive_seconds
+from .argtypes import Addr, bind_address, bootstrap_address, positive_seconds
 from .core.bencode import BValue
 from .core.compact import NodeInfo
 from .core.events import NodeEvent, PutDone
@@ -25,6 +25,7 @@ from .errors import InvalidArgument, KRPCError, NotStored
 from .runtime import persist
 from .runtime.item_api import check_stored
 from .runtime.node import DHTNode, format_addr
+from .runtime.udp import default_binds
 
 __all__ = [
     "JSON_ERRORS",
@@ -33,6 +34,8 @@ __all__ = [
     "Parser",
     "UsageError",
     "add_common",
+    "bind_addresses",
+    "check_binds",
     "emit",
     "event_doc",
     "fail",
@@ -183,7 +186,7 @@ def put_failed(args: argparse.Namespace, done: PutDone) -> int | None:
 def node_kwargs(args: argparse.Namespace, *, read_only: bool) -> dict[str, Any]:
     """DHTNode's arguments; a short-lived node (all but ``node``) does not retry its join."""
     return {
-        "bind": args.bind,
+        "bind": bind_addresses(args),
         "bootstrap": args.bootstrap,
         "state_dir": args.state_dir,
         "read_only": read_only,
@@ -200,6 +203,40 @@ def oneshot_tunables(args: argparse.Namespace) -> dict[str, Any]:
 
 class UsageError(Exception):
     """Bad input found after parsing; reported like argparse's own errors (status 2)."""
+
+
+def check_binds(args: argparse.Namespace) -> None:
+    """``--bind`` given at most once per address family (a dual-stack node, BEP 32)."""
+    binds: list[Addr] = getattr(args, "bind", None) or []
+    for i, addr in enumerate(binds):
+        for other in binds[:i]:
+            if (":" in addr[0]) == (":" in other[0]):
+                raise UsageError(
+                    f"argument --bind: one address per family (IPv4, IPv6), got "
+                    f"{format_addr(other)} and {format_addr(addr)}"
+                )
+
+
+def bind_addresses(args: argparse.Namespace) -> list[Addr]:
+    """The addresses a command's node binds: ``--bind`` as given (one per family), or
+    else: for ``node``, ``0.0.0.0:6881`` and ``[::]:6881`` when the host has IPv6
+    (:func:`~mldht.runtime.udp.default_binds`); for a one-shot command, port 0 in the
+    families of the addresses it was given (the pinged node, ``--bootstrap``): IPv6
+    (``[::]:0``) for an IPv6 literal, IPv4 (``0.0.0.0:0``) for the others and by default
+    (the public routers)."""
+    binds: list[Addr] = getattr(args, "bind", None) or []
+    if binds:
+        return list(binds)
+    if args.command == "node":
+        return default_binds(6881)
+    given: list[Addr] = [a for a in (getattr(args, "address", None),) if a is not None]
+    given += [a for a in args.bootstrap or () if a is not None]
+    out: list[Addr] = []
+    if not given or any(":" not in host for host, _ in given):
+        out.append(("0.0.0.0", 0))
+    if any(":" in host for host, _ in given):
+        out.append(("::", 0))
+    return out
 
 
 JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("json_errors", default=False)
@@ -235,12 +272,18 @@ def add_common(
     )
     if not network:
         return
+    if bind_default.endswith(":0"):  # a one-shot command: see bind_addresses
+        bind_default = (
+            "port 0 in the families of the addresses given (0.0.0.0:0 for IPv4 ones, "
+            "names and the public routers; [::]:0 for IPv6 ones)"
+        )
     p.add_argument(
         "--bind",
         type=bind_address,
-        default=bind_address(bind_default),
+        action="append",
         metavar="HOST:PORT",
-        help=f"UDP address to listen on (default {bind_default})",
+        help=f"UDP address to listen on, IPv6 as [ADDR]:PORT; repeatable, one per family "
+        f"(IPv4 and IPv6: one node on both, BEP 32); default {bind_default}",
     )
     p.add_argument(
         "--bootstrap",

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from mldht.cli import build_parser, parse_hostport
+from mldht.cli_support import bind_addresses
 
 REPO = Path(__file__).resolve().parents[2]
 HEX = "0123456789abcdef0123456789abcdef01234567"
@@ -285,9 +286,9 @@ def test_parse_hostport_rejects(text: str) -> None:
 
 def test_bind_accepts_port_zero_and_defaults_differ() -> None:
     parser = build_parser()
-    assert parser.parse_args(["node"]).bind == ("0.0.0.0", 6881)
-    assert parser.parse_args(["ping", "127.0.0.1:1"]).bind == ("0.0.0.0", 0)
-    assert parser.parse_args(["get-peers", HEX, "--bind", "[::]:0"]).bind == ("::", 0)
+    assert bind_addresses(parser.parse_args(["node"]))[0] == ("0.0.0.0", 6881)
+    assert bind_addresses(parser.parse_args(["ping", "127.0.0.1:1"])) == [("0.0.0.0", 0)]
+    assert parser.parse_args(["get-peers", HEX, "--bind", "[::]:0"]).bind == [("::", 0)]
     args = parser.parse_args(["announce", HEX, "--bootstrap", "a:1", "--bootstrap", "b:2"])
     assert args.bootstrap == [("a", 1), ("b", 2)]
     assert args.port is None and args.infohash == bytes.fromhex(HEX)

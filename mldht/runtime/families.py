@@ -180,22 +180,21 @@ class MergedWaiter(_Waiter):
             self.push(merged, True)
 
 
-def sync_ids(changed: Family, other: Family, now: float) -> bool:
+def sync_ids(changed: NodeState, other: NodeState, now: float) -> bool:
     """Keep one node id for both families while BEP 42 allows it.
 
     Both families start with the same id. When IP voting makes one family regenerate its
-    id for its external address (core: :meth:`NodeState._vote`), the other family takes
-    the new id too unless its own external address is public and the new id is not valid
-    for it: then the two ids differ, each valid for its own address, as libtorrent's one
-    id per listen socket (an IPv4 and an IPv6 address share a valid id only by a 2^-21
-    chance, BEP 42's 21-bit prefix). Returns whether ``other``'s id changed.
+    id for its external address (the core's BEP 42 vote), ``other`` takes the new id too
+    unless its own external address is public and the new id is not valid for it: then
+    the two ids differ, each valid for its own address, as libtorrent keeps one id per
+    listen socket (an IPv4 and an IPv6 address share a valid id only by chance, 2^-21
+    with BEP 42's 21-bit prefixes). Returns whether ``other``'s id changed.
     """
-    new_id = changed.state.node_id
-    state = other.state
-    if state.node_id == new_id:
+    new_id = changed.node_id
+    if other.node_id == new_id:
         return False
-    ip = state.external_ip
+    ip = other.external_ip
     if ip is not None and not bep42.is_exempt(ip) and not bep42.is_valid_node_id(new_id, ip):
         return False
-    state.set_node_id(new_id, now)
+    other.set_node_id(new_id, now)
     return True

@@ -497,7 +497,7 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops, StateSaving):
             fam for fam, old in zip(self._fams, self._ids, strict=True) if fam.state.node_id != old
         )
         for fam in self._fams:
-            if fam is not changed and sync_ids(changed, fam, _now()):
+            if fam is not changed and sync_ids(changed.state, fam.state, _now()):
                 log.info("%s node id follows to %s", fam.name, changed.state.node_id.hex())
         self._ids = [fam.state.node_id for fam in self._fams]
 

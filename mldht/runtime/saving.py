@@ -7,6 +7,7 @@ holds the formats)."""
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,6 @@ LOAD_CHUNK = 250
 
 
 def _now() -> float:
-    import time
-
     return time.time()
 
 

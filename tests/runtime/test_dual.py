@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -17,12 +18,13 @@ from typing import Any
 import anyio
 import pytest
 
-from mldht.core import krpc
+from mldht.core import bep42, krpc
 from mldht.core.compact import Addr, NodeInfo
+from mldht.core.node import NodeConfig, NodeState
 from mldht.core.responses import FindNodeResponse, decode_response
 from mldht.errors import InvalidArgument
 from mldht.runtime import DHTNode, persist
-from mldht.runtime.families import bind_list, merge_terminal, routers_for
+from mldht.runtime.families import bind_list, merge_terminal, routers_for, sync_ids
 from mldht.runtime.udp import default_binds, has_ipv6
 
 INFOHASH = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
@@ -214,3 +216,21 @@ def test_merge_terminal_keeps_both_families() -> None:
     assert isinstance(got, GetDone) and got.item == new
     put = merge_terminal(PutDone(1, b"t", 2, 5, ((205, "x"),)), PutDone(2, b"t", 0, None))
     assert put == PutDone(1, b"t", 2, 5, ((205, "x"),))
+
+
+def test_one_id_while_bep42_allows() -> None:
+    rng = random.Random(5)
+    v4 = NodeState(b"\x11" * 20, rng, 0.0, NodeConfig())
+    v6 = NodeState(b"\x11" * 20, rng, 0.0, NodeConfig(ipv6=True), sibling=v4)
+    v4.external_ip = "203.0.113.7"
+    v4.set_node_id(bep42.generate_node_id("203.0.113.7", rng), 2.0)
+    # the IPv6 side knows no public address of its own: it follows
+    assert sync_ids(v4, v6, 2.0) and v6.node_id == v4.node_id
+    assert not sync_ids(v4, v6, 2.0)  # nothing to do
+    # the IPv6 side learns a public address whose BEP 42 id differs: two ids
+    v6.external_ip = "2001:db8::7"
+    v6.set_node_id(bep42.generate_node_id("2001:db8::7", rng), 3.0)
+    assert not sync_ids(v6, v4, 3.0)
+    assert v4.node_id != v6.node_id
+    assert bep42.is_valid_node_id(v4.node_id, "203.0.113.7")
+    assert bep42.is_valid_node_id(v6.node_id, "2001:db8::7")

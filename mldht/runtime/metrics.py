@@ -84,13 +84,15 @@ class NodeCollector(Collector):
             state = self._node._state
         except NotRunning:
             return
-        stats = state.stats
-        for name, counter_map, doc in (
-            ("mldht_queries_received", state.queries_in, "Queries received, by method."),
-            ("mldht_queries_sent", state.queries_out, "Queries sent, by method."),
+        states = [fam.state for fam in self._node._fams]  # both on a dual-stack node
+        stats = self._node.stats  # summed over them
+        for name, attr, doc in (
+            ("mldht_queries_received", "queries_in", "Queries received, by method."),
+            ("mldht_queries_sent", "queries_out", "Queries sent, by method."),
         ):
             family = CounterMetricFamily(name, doc, labels=["method"])
-            for method, count in counter_map.items():
+            for method in getattr(state, attr):
+                count = sum(getattr(s, attr).get(method, 0) for s in states)
                 family.add_metric([method.decode()], count)
             yield family
         for name, key, doc in _COUNTERS:
@@ -106,7 +108,8 @@ class NodeCollector(Collector):
         nodes = GaugeMetricFamily(
             "mldht_routing_table_nodes", "Live nodes in the routing table.", labels=["family"]
         )
-        nodes.add_metric(["ipv6" if self._node.config.ipv6 else "ipv4"], len(state.routing))
+        for s in states:
+            nodes.add_metric(["ipv6" if s.config.ipv6 else "ipv4"], len(s.routing))
         yield nodes
         store = state.peer_store
         yield GaugeMetricFamily(

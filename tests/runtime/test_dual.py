@@ -25,6 +25,7 @@ from mldht.core.responses import FindNodeResponse, decode_response
 from mldht.errors import InvalidArgument
 from mldht.runtime import DHTNode, persist
 from mldht.runtime.families import bind_list, merge_terminal, routers_for, sync_ids
+from mldht.runtime.metrics import NodeCollector
 from mldht.runtime.udp import default_binds, has_ipv6
 
 INFOHASH = bytes.fromhex("00112233445566778899aabbccddeeff00112233")
@@ -234,3 +235,19 @@ def test_one_id_while_bep42_allows() -> None:
     assert v4.node_id != v6.node_id
     assert bep42.is_valid_node_id(v4.node_id, "203.0.113.7")
     assert bep42.is_valid_node_id(v6.node_id, "2001:db8::7")
+
+
+async def test_metrics_cover_both_tables() -> None:
+    async with AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
+        peer = await stack.enter_async_context(dual("127.0.0.2", bootstrap=hub.addresses))
+        await wait_until(
+            lambda: peer.stats["nodes_ipv4"] >= 1 and peer.stats["nodes_ipv6"] >= 1,
+            10,
+            "a neighbour in each family",
+        )
+        families = {m.name: m for m in NodeCollector(peer).collect()}
+        samples = families["mldht_routing_table_nodes"].samples
+        assert {s.labels["family"]: s.value for s in samples} == {"ipv4": 1, "ipv6": 1}
+        received = families["mldht_queries_received"].samples
+        assert sum(s.value for s in received) == peer.stats["queries_in"]

@@ -58,7 +58,7 @@ from .item_api import REPUBLISH_INTERVAL, ItemAPI
 from .item_writer import ItemWriter
 from .node_config import node_config
 from .operation import Operation, PeerIterator, StartOp, _Waiter
-from .saving import SAVE_INTERVAL, StateSaving
+from .saving import EXPORT_CHUNK, LOAD_CHUNK, SAVE_INTERVAL, StateSaving
 from .udp import UDPLoops
 from .watch import EventBus, WatchAPI
 
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from .peer_db import PeerDB
 
 __all__ = [
+    "EXPORT_CHUNK",
+    "LOAD_CHUNK",
     "REPUBLISH_INTERVAL",
     "SAVE_INTERVAL",
     "DHTNode",

@@ -206,8 +206,11 @@ class UsageError(Exception):
 
 
 def check_binds(args: argparse.Namespace) -> None:
-    """``--bind`` given at most once per address family (a dual-stack node, BEP 32)."""
-    binds: list[Addr] = getattr(args, "bind", None) or []
+    """``--bind`` given at most once per address family (a dual-stack node, BEP 32;
+    the crawler's own ``--bind`` is one address)."""
+    binds = getattr(args, "bind", None)
+    if not isinstance(binds, list):
+        return
     for i, addr in enumerate(binds):
         for other in binds[:i]:
             if (":" in addr[0]) == (":" in other[0]):

@@ -4,9 +4,9 @@
 
 The runtime is a short loop around the pure core (the aioquic shape; README, Design):
 
-* a receive task feeds every datagram to :meth:`NodeState.receive_datagram`, in
-  batches (:mod:`mldht.runtime.udp`);
-* one timer task sleeps until :meth:`NodeState.next_deadline` (woken early when a new
+* per family, a receive task feeds every datagram of its socket to its core's
+  :meth:`NodeState.receive_datagram`, in batches (:mod:`mldht.runtime.udp`);
+* per family, a timer task sleeps until :meth:`NodeState.next_deadline` (woken early when a new
   deadline comes sooner) and calls :meth:`NodeState.handle_timer`;
 * after every call into the core, what it queued (:meth:`NodeState.datagrams_to_send`)
   goes straight to the socket (a sender task takes over only while the kernel's buffer
@@ -20,7 +20,8 @@ Every operation goes through one primitive, :meth:`DHTNode.operation`
 too) are methods of :class:`DHTNode` from the mixin :class:`~mldht.runtime.item_api.ItemAPI`,
 over that primitive; the value and key conventions are in :mod:`mldht.runtime.items`. The
 core republishes the items this node put (BEP 44 asks publishers to, about hourly) on its
-timer; the runtime saves that list.
+timer; the runtime saves that list. Saving and loading the state directory is the mixin
+:class:`~mldht.runtime.saving.StateSaving`.
 """
 
 from __future__ import annotations

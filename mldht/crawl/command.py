@@ -71,9 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bind",
         type=bind_address,
-        default=("0.0.0.0", 0),
+        default=None,
         metavar="HOST:PORT",
-        help="UDP address of the crawler's node (default 0.0.0.0:0)",
+        help="UDP address of the crawler's node (default 0.0.0.0:0, or [::]:0 when every "
+        "--bootstrap address is IPv6: the crawler maps one address family)",
     )
     parser.add_argument(
         "--rate",
@@ -258,6 +259,9 @@ async def handle(args: argparse.Namespace, stop: anyio.Event | None = None) -> i
     if problem is not None:
         sys.stderr.write(f"{PROG}: error: {problem}\n")
         return 2
+    if args.bind is None:  # the family of the first contacts given (IPv4 by default)
+        v6 = bool(args.bootstrap) and all(":" in host for host, _ in args.bootstrap)
+        args.bind = ("::", 0) if v6 else ("0.0.0.0", 0)
     rng = random.Random(args.seed if args.seed is not None else os.urandom(16))
     wall_offset = time.time() - anyio.current_time()
     family = socket.AF_INET6 if ":" in args.bind[0] else socket.AF_INET

@@ -4,6 +4,8 @@ one-shot commands that take ``[addr]:port`` (they bind the families they are giv
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from .test_dual import _needs_ipv6
 __all__ = ["_needs_ipv6"]  # the autouse fixture: skip without ::1, fail under CI
 
 
-def test_dual_listening_line_and_ipv6_one_shots() -> None:
+def test_dual_listening_line_and_ipv6_one_shots(tmp_path: Path) -> None:
     node = NodeProcess("--bind", "127.0.3.2:0", "--bind", "[::1]:0", "--bootstrap", "none")
     try:
         first = json.loads(node.line())
@@ -37,6 +39,12 @@ def test_dual_listening_line_and_ipv6_one_shots() -> None:
         out = mldht("get-peers", HEX, "--json", "--bootstrap", v4, "--bootstrap", v6, *common)
         assert out.returncode == 0, out.stderr
         assert "[::1]:7777" in json.loads(out.stdout)["peers"]
+        # the crawler binds the family of its first contacts: [::]:0 for [::1]
+        db = str(tmp_path / "crawl.sqlite")
+        crawl = ["--duration", "3", "--db", db, "--progress", "none", "--query-timeout", "1"]
+        out = mldht("crawl", "--bootstrap", v6, *crawl)
+        assert out.returncode == 0, out.stderr
+        assert re.search(r"^responding: +1\b", out.stdout, re.MULTILINE), out.stdout
         status, err = node.stop()
         assert status == 0 and "Traceback" not in err, err
     finally:

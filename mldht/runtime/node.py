@@ -310,7 +310,8 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops, StateSaving):
         self._state_obj = state = first.state
         self._raw, self._address = first.sock, first.address
         self._ids = [fam.state.node_id for fam in self._fams]
-        self._load_publications(state, now)
+        for fam in self._fams:  # republished in every family, as they were put
+            self._load_publications(fam.state, now)
         self._apply_storage_writes()  # expired or surplus saved items are deleted
         if saved is not None:
             count = sum(len(fam.saved_nodes) for fam in self._fams)
@@ -448,10 +449,22 @@ class DHTNode(DHTAPI, ItemAPI, WatchAPI, UDPLoops, StateSaving):
         self._warn("storage_error", f"could not write {count} item changes: {exc}")
 
     def _core(self, call: Callable[[NodeState, float], T]) -> T:
-        """``call(state, now)`` on the running core, then dispatch what it produced."""
-        result = call(self._state, _now())
+        """``call(state, now)`` on the running core (on each family's of a dual-stack
+        node: a publication is republished in both), then dispatch what it produced;
+        returns the primary's result."""
+        now = _now()
+        result = call(self._state, now)
+        for fam in self._fams[1:]:
+            call(fam.state, now)
         self._after_change()
         return result
+
+    def stop_republishing(self, target: bytes) -> bool:
+        """Stop re-putting the item with ``target`` (in every family); False if it was
+        not republished."""
+        for fam in self._fams[1:]:
+            fam.state.stop_republishing(bytes(target))
+        return super().stop_republishing(target)
 
     def _table_size(self) -> int:
         return sum(len(fam.state.routing) for fam in self._fams)

@@ -251,3 +251,22 @@ async def test_metrics_cover_both_tables() -> None:
         assert {s.labels["family"]: s.value for s in samples} == {"ipv4": 1, "ipv6": 1}
         received = families["mldht_queries_received"].samples
         assert sum(s.value for s in received) == peer.stats["queries_in"]
+
+
+async def test_dual_node_republishes_in_both_families() -> None:
+    async with AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
+        publisher = await stack.enter_async_context(
+            dual("127.0.0.2", bootstrap=hub.addresses, republish_interval=1.0)
+        )
+        await wait_until(lambda: publisher.stats["nodes_ipv6"] >= 1, 10, "an IPv6 neighbour")
+        target = await publisher.put_immutable("both families")
+        assert target in publisher.republishing
+        # An IPv6-only node that joins later gets the item from a re-put over IPv6.
+        late6 = await stack.enter_async_context(
+            DHTNode(bind=("::1", 0), bootstrap=[hub.addresses[1]], **FAST)
+        )
+        await wait_until(lambda: late6.stored_item(target) is not None, 20, "the re-put over IPv6")
+        assert publisher.stop_republishing(target)
+        assert not publisher.republishing
+        assert not any(fam.state.republishing for fam in publisher._fams)  # both families

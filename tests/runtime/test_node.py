@@ -25,6 +25,7 @@ from mldht.core.events import LookupDone, PeersFound
 from mldht.errors import InvalidArgument, MldhtError, QueryTimeout
 from mldht.runtime import DHTNode, persist, run
 from mldht.runtime.peer_db import PeerDB
+from mldht.runtime.udp import has_ipv6
 from mldht.testnet import Testnet
 
 INFOHASH = bytes.fromhex("0123456789abcdef0123456789abcdef01234567")
@@ -373,16 +374,7 @@ def test_run_prefers_uvloop_on_asyncio() -> None:
     assert run(which, 1, backend="trio")[0] == "trio"
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
 async def test_ipv6_nodes_on_loopback() -> None:
     async with AsyncExitStack() as stack:
         # every node shares ::1, so relax the one-node-per-IP rule

@@ -11,7 +11,7 @@ query timeout after the lookup's deadline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ..errors import DecodeError, InvalidArgument
@@ -20,7 +20,7 @@ from .bencode import bdecode
 from .compact import NodeInfo
 from .context import Context
 from .events import AnnounceDone, Event, PutDone
-from .krpc import AnnouncePeer, Put, QueryBody, ResponseBody
+from .krpc import AnnouncePeer, GetPeers, Put, QueryBody, ResponseBody
 from .lookup import Responded
 from .operations import Call, GetOp, GetPeersOp, LookupOp
 
@@ -164,18 +164,32 @@ class AnnounceOp(StoringLookup, GetPeersOp):
     :class:`PeersFound` on the way, :class:`AnnounceDone` at the end.
 
     ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port).
+    ``seed`` announces a seed (BEP 33 ``seed=1``); its lookup asks ``noseed=1``, as
+    libtorrent's does (a seed has no use for other seeds).
     """
 
     terminal_event: ClassVar[type[object]] = AnnounceDone
 
-    def __init__(self, ctx: Context, info_hash: bytes, port: int | None) -> None:
+    def __init__(
+        self, ctx: Context, info_hash: bytes, port: int | None, *, seed: bool = False
+    ) -> None:
         super().__init__(ctx, info_hash)
         self.port = port
+        self.seed = seed
+
+    def query_body(self) -> QueryBody:
+        body = super().query_body()
+        return replace(body, noseed=True) if self.seed and isinstance(body, GetPeers) else body
 
     def store_query(self, token: bytes) -> QueryBody:
         port = self.port
         return AnnouncePeer(
-            self.ctx.node_id, self.target, port or 1, token, implied_port=port is None
+            self.ctx.node_id,
+            self.target,
+            port or 1,
+            token,
+            implied_port=port is None,
+            seed=True if self.seed else None,
         )
 
     def done_event(self) -> Event:

@@ -180,8 +180,9 @@ class DHTAPI:
         """BEP 33 scrape: estimated seeds and peers of ``info_hash``.
 
         A get_peers lookup with ``scrape=1``; the seed and peer filters of every node that
-        answered are merged (OR) and counted with BEP 33's estimate (accurate to a few
-        percent up to some thousands; ``result.saturated`` past about 7,800).
+        answered are merged (OR) and counted with BEP 33's estimate (exact for a few IPs
+        unless two share a bit, within 10% up to 3,000 at three standard deviations;
+        ``result.saturated`` when a filter is full, about 7,800 or more).
         ``result.nodes`` is how many nodes contributed: 0 means no node stores it.
         """
         ih = as_infohash(info_hash)

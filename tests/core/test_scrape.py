@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from mldht.core import bep42
 from mldht.core.bep33 import BLOOM_BITS, BLOOM_BYTES, bloom_contains, scrape_bloom
 from mldht.core.compact import Addr
 from mldht.core.events import AnnounceDone, LookupDone, is_terminal
@@ -125,8 +126,14 @@ def test_bloom_contains() -> None:
 
 
 def _network(size: int, seed: int) -> tuple[Simulator, list[Addr]]:
+    """Public-looking addresses, each node with a BEP 42-valid id for its own (else it
+    changes id once IP voting settles, and the storers stop being the closest)."""
     sim = Simulator(seed=seed, public=True)
-    nodes = [sim.add_node() for _ in range(size)]
+    rng = random.Random(seed)
+    nodes = []
+    for n in range(1, size + 1):
+        ip = f"11.{n >> 8}.{n & 255}.1"
+        nodes.append(sim.add_node(addr=(ip, 6881), node_id=bep42.generate_node_id(ip, rng)))
     sim.populate(contacts=20)
     return sim, nodes
 

@@ -4,6 +4,7 @@
   own, seeds among them, and ours made with ``seed=True``); ``DHTNode.scrape`` and
   ``mldht scrape`` merge their ``BFsd`` / ``BFpe`` into exactly the filters of the
   announced IPs.
+* the same over IPv6 loopback (``[::1]``): libtorrent's filters of 16-byte addresses;
 * libtorrent's seed announces stored by our nodes: ``seed=1`` from libtorrent lands in our
   ``BFsd``, its plain announce in our ``BFpe``, read back by our client.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -39,9 +41,10 @@ MakeLt = Callable[..., LtNode]
 FAST: dict[str, Any] = {"query_timeout": 2.0, "lookup_timeout": 20.0}
 
 
-async def _mesh(make_lt: MakeLt, count: int) -> list[LtNode]:
-    """``count`` libtorrent nodes, each in the others' routing tables."""
-    lts: list[LtNode] = [await call(make_lt) for _ in range(count)]
+async def _mesh(make_lt: MakeLt, addrs: list[Addr | None]) -> list[LtNode]:
+    """libtorrent nodes on ``addrs`` (None: a fresh IPv4 loopback address), each in the
+    others' routing tables."""
+    lts: list[LtNode] = [await call(make_lt, addr) for addr in addrs]
     for a in lts:
         for b in lts:
             if a is not b:
@@ -73,7 +76,7 @@ async def _scrape_until(
 
 async def test_libtorrent_answers_our_scrape(make_lt: MakeLt, loopback: Callable[[], Addr]) -> None:
     infohash = random.Random("lt-scrape").randbytes(20)
-    lts = await _mesh(make_lt, 4)
+    lts = await _mesh(make_lt, [None] * 4)
     boot = [lts[0].addr]
     await call(lts[1].announce, infohash, 6881, seed=True)
     await call(lts[2].announce, infohash, 6882)
@@ -131,3 +134,30 @@ async def test_libtorrent_seed_announce_counted_by_our_nodes(
         )
         result = await _scrape_until(scraper, infohash, seeds, peers, "our nodes' filters")
         assert (result.seeds, result.peers, result.nodes) == (1, 1, 2)
+
+
+def _ipv6_loopback_port() -> int:
+    """A UDP and TCP port free on ::1 (libtorrent listens on both); skips without IPv6."""
+    for _ in range(50):
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+                udp.bind(("::1", 0))
+                port: int = udp.getsockname()[1]
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as tcp:
+                    tcp.bind(("::1", port))
+                    return port
+        except OSError as exc:
+            if exc.errno in (socket.EAI_FAMILY, 97, 99):  # no IPv6 on this host
+                pytest.skip(f"no IPv6 loopback: {exc}")
+    raise RuntimeError("no port free for both UDP and TCP on ::1")
+
+
+async def test_libtorrent_answers_our_scrape_over_ipv6(make_lt: MakeLt) -> None:
+    """libtorrent nodes on [::1] hold a seed announced from ::1; its BFsd (16-byte IPs
+    hashed) read by our IPv6 node is the filter of ::1, counted as one seed."""
+    infohash = random.Random("lt-scrape-v6").randbytes(20)
+    lts = await _mesh(make_lt, [("::1", _ipv6_loopback_port()) for _ in range(3)])
+    await call(lts[1].announce, infohash, 6881, seed=True)
+    async with DHTNode(bind=("::1", 0), bootstrap=[lts[0].addr], read_only=True, **FAST) as us:
+        result = await _scrape_until(us, infohash, ["::1"], [], "libtorrent's IPv6 filters")
+    assert (result.seeds, result.peers) == (1, 0) and result.nodes >= 2

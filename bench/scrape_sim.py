@@ -2,14 +2,15 @@
 
 A network of ``--nodes`` nodes (tables filled by :meth:`Simulator.populate`, ``--loss``
 of datagrams dropped) holds swarms of several sizes: for each size, that many distinct
-nodes announce one info-hash (a third of them with ``seed=True``), all at once. Then
+nodes announce one info-hash (a third of them with ``seed=True``), ``--stagger`` seconds
+apart (a store fills, then withholds its token, as announces arrive over time). Then
 ``--scrapes`` scrapes, each from a random node outside the swarm, are compared with
 
 * the truth (how many seeds and peers announced);
 * the *ceiling*: BEP 33's estimate of the filter of every announced IP, i.e. what a
   perfect merge would report (the estimate's own error is in it, nothing else);
-* a get_peers lookup from the same node (queries sent, virtual duration, distinct peers
-  it lists: a node lists at most ``max_values`` of them per answer).
+* get_peers lookups from as many other nodes outside the swarm (queries sent, virtual
+  duration, distinct peers listed: a node lists at most ``max_values`` per answer).
 
 Figures: median / min / max estimate, the share of scrapes equal to the ceiling, queries
 and durations in round trips (the median RTT measured between random node pairs).
@@ -53,26 +54,26 @@ def add_public_node(sim: Simulator, rng: random.Random) -> Addr:
     return sim.add_node(addr=(ip, 6881), node_id=bep42.generate_node_id(ip, rng))
 
 
-def _run_all(sim: Simulator, starts: list[tuple[Addr, Any]], bound: float) -> list[Event]:
-    """Start every ``(addr, action)`` at once; run until all ended (bounded): terminal
-    events in the order of ``starts``."""
-    ops = [(addr, sim.start(addr, action)) for addr, action in starts]
-    pending = set(range(len(ops)))
-    found: dict[int, Event] = {}
-    marks = {addr: 0 for addr, _ in ops}
+def _run_all(
+    sim: Simulator, starts: list[tuple[Addr, Any]], bound: float, stagger: float = 0.0
+) -> list[Event]:
+    """Start every ``(addr, action)``, ``stagger`` seconds apart; run until all ended
+    (bounded): terminal events in the order of ``starts``."""
+    found: dict[tuple[Addr, int], Event] = {}
 
-    def done() -> bool:
-        for i in list(pending):
-            addr, op = ops[i]
-            for ev in sim.nodes[addr].events[marks[addr] :]:
-                if isinstance(ev, LookupDone | AnnounceDone) and ev.op == op:
-                    found[i] = ev
-                    pending.discard(i)
-                    break
-        return not pending
+    def collect(addr: Addr, event: Event, now: float) -> None:
+        if isinstance(event, LookupDone | AnnounceDone):
+            found[(addr, event.op)] = event
 
-    sim.run(until=sim.now + bound, stop=done)
-    return [found[i] for i in range(len(ops)) if i in found]
+    sim.on_event = collect
+    ops = []
+    for addr, action in starts:
+        ops.append((addr, sim.start(addr, action)))
+        if stagger:
+            sim.run(until=sim.now + stagger)
+    sim.run(until=sim.now + bound, stop=lambda: len(found) >= len(ops))
+    sim.on_event = None
+    return [found[key] for key in ops if key in found]
 
 
 def _median_rtt(sim: Simulator, live: list[Addr], rng: random.Random) -> float:
@@ -81,7 +82,7 @@ def _median_rtt(sim: Simulator, live: list[Addr], rng: random.Random) -> float:
 
 
 def swarm(
-    sim: Simulator, live: list[Addr], size: int, scrapes: int, rng: random.Random
+    sim: Simulator, live: list[Addr], size: int, scrapes: int, stagger: float, rng: random.Random
 ) -> dict[str, Any]:
     infohash = rng.randbytes(20)
     members = rng.sample(live, size)
@@ -92,21 +93,21 @@ def swarm(
         return lambda st, now: st.announce(infohash, 6881, now, seed=seed)
 
     t0 = sim.now
-    ann = _run_all(sim, [(a, announce(a in seeds)) for a in members], 300.0)
+    ann = _run_all(sim, [(a, announce(a in seeds)) for a in members], 300.0, stagger)
     announced_s = sim.now - t0
     ceiling = (
         estimate_count(scrape_bloom([a[0] for a in seeds])),
         estimate_count(scrape_bloom([a[0] for a in peers])),
     )
     outside = [a for a in live if a not in set(members)]
-    askers = rng.sample(outside, scrapes)
+    askers = rng.sample(outside, 2 * scrapes)  # distinct ones: a lookup teaches its asker
     rows = []
-    for asker in askers:
+    for asker, other in zip(askers[:scrapes], askers[scrapes:], strict=True):
         t = sim.now
         (sc,) = _run_all(sim, [(asker, lambda st, now: st.scrape(infohash, now))], 120.0)
         sc_s = sim.now - t
         t = sim.now
-        (gp,) = _run_all(sim, [(asker, lambda st, now: st.get_peers(infohash, now))], 120.0)
+        (gp,) = _run_all(sim, [(other, lambda st, now: st.get_peers(infohash, now))], 120.0)
         gp_s = sim.now - t
         assert isinstance(sc, ScrapeDone) and sc.result is not None and isinstance(gp, LookupDone)
         r = sc.result
@@ -148,17 +149,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--swarms", default="1,10,100,400,1000", help="comma-separated sizes")
     ap.add_argument("--scrapes", type=int, default=20)
     ap.add_argument("--loss", type=float, default=0.01)
+    ap.add_argument(
+        "--stagger", type=float, default=0.05, help="seconds between two announces' starts"
+    )
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.swarms.split(",")]
-    if max(sizes) + args.scrapes > args.nodes:
+    if max(sizes) + 2 * args.scrapes > args.nodes:
         ap.error("argument --swarms: a swarm plus the scrapers must fit in --nodes")
     started = time.perf_counter()
     sim = Simulator(seed=args.seed, public=True, loss=args.loss)
     rng = random.Random(args.seed)
     live = [add_public_node(sim, rng) for _ in range(args.nodes)]
     sim.populate(contacts=40)
-    results = [swarm(sim, live, size, args.scrapes, rng) for size in sizes]
+    results = []
+    for size in sizes:
+        results.append(swarm(sim, live, size, args.scrapes, args.stagger, rng))
+        print(f"swarm {size}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(
         json.dumps(
             {
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                 "nodes": args.nodes,
                 "loss": args.loss,
                 "scrapes_per_swarm": args.scrapes,
+                "stagger_s": args.stagger,
                 "seed": args.seed,
                 "swarms": results,
                 "wall_s": round(time.perf_counter() - started, 1),

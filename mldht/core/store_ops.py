@@ -1,12 +1,12 @@
 """Lookups followed by a store phase: announce (BEP 5) and put (BEP 44).
 
 The lookup collects write tokens; when it ends, the store query (announce_peer / put)
-goes to each of the ``store_k`` (default 10) closest nodes that gave one, and the
-operation ends when all of them answered or failed. These nodes answered moments ago, so
-with ``adaptive_timeout`` the phase does not wait for hard timeouts: a store query
-unanswered after one soft timeout is sent once more (``lookup_retry``; a lost datagram),
-and the phase ends two soft timeouts after it began. Without it, the phase ends one
-query timeout after the lookup's deadline.
+goes to each of the ``store_k`` (default 10) closest nodes that gave one (passing over
+those that withheld it), and the operation ends when all of them answered or failed.
+These nodes answered moments ago, so with ``adaptive_timeout`` the phase does not wait
+for hard timeouts: a store query unanswered after one soft timeout is sent once more
+(``lookup_retry``; a lost datagram), and the phase ends two soft timeouts after it
+began. Without it, the phase ends one query timeout after the lookup's deadline.
 """
 
 from __future__ import annotations
@@ -68,9 +68,12 @@ class StoringLookup(LookupOp):
         self.storing = True
         self.prepare_store()
         config = self.ctx.config
-        if config.store_k > len(closest):
-            closest = self.lookup.closest(config.store_k)
-        calls = [(r.node, self.store_query(r.token)) for r in closest if r.token is not None]
+        # The store_k closest nodes that gave a token, however far down the answers: a
+        # node that withholds its token (a full store, BEP 33) hands its place to the
+        # next one, as libtorrent's find_data::done does.
+        count = max(config.store_k, len(closest))
+        tokens = [(r.node, r.token) for r in self.lookup.all_responded() if r.token is not None]
+        calls = [(node, self.store_query(token)) for node, token in tokens[:count]]
         if not calls:
             self.finish(self.done_event())
             return

@@ -12,6 +12,7 @@ import pytest
 from mldht.core import bep42
 from mldht.core.bep33 import BLOOM_BITS, BLOOM_BYTES, bloom_contains, scrape_bloom
 from mldht.core.compact import Addr
+from mldht.core.config import NodeConfig
 from mldht.core.events import AnnounceDone, LookupDone, is_terminal
 from mldht.core.krpc import AnnouncePeer, GetPeers, GetPeersResponse, Query, decode_message
 from mldht.core.scrape import (
@@ -125,10 +126,12 @@ def test_bloom_contains() -> None:
 # -- the scrape lookup (simulator) --------------------------------------------------------
 
 
-def _network(size: int, seed: int) -> tuple[Simulator, list[Addr]]:
+def _network(
+    size: int, seed: int, config: NodeConfig | None = None
+) -> tuple[Simulator, list[Addr]]:
     """Public-looking addresses, each node with a BEP 42-valid id for its own (else it
     changes id once IP voting settles, and the storers stop being the closest)."""
-    sim = Simulator(seed=seed, public=True)
+    sim = Simulator(seed=seed, public=True, config=config)
     rng = random.Random(seed)
     nodes = []
     for n in range(1, size + 1):
@@ -210,3 +213,21 @@ def test_our_own_store_counts() -> None:
     result = _scrape(sim, nodes[1], infohash)  # its only contact (nodes[0]) stores nothing
     assert (result.seeds, result.peers, result.nodes) == (1, 0, 1)
     assert result.bf_seeds == scrape_bloom([nodes[0][0]])
+
+
+def test_full_stores_withhold_tokens_and_announces_go_to_the_next_nodes() -> None:
+    """BEP 33: a store holding max_peers_per_infohash peers of an info-hash gives no token,
+    so that announces go elsewhere. Announces go to the store_k closest nodes *that gave a
+    token* among all that answered (libtorrent's find_data::done), not only among the
+    store_k closest: with the closest full, a third announce lands on the next answers
+    (only among the 8 closest, it was stored nowhere), and a scrape counts all three."""
+    config = NodeConfig(max_peers_per_infohash=2, store_k=8, lookup_k=10)
+    sim, nodes = _network(200, seed=5, config=config)
+    infohash = random.Random(5).randbytes(20)
+    assert [_announce(sim, a, infohash, 7000, False).accepted for a in nodes[:2]] == [8, 8]
+    assert _announce(sim, nodes[2], infohash, 7000, True).accepted == 8
+    holders = [a for a in nodes if sim.state(a).peer_store.scrape(infohash, sim.now)]
+    assert len(holders) == 16
+    result = _scrape(sim, nodes[3], infohash)
+    assert result.bf_peers == scrape_bloom([a[0] for a in nodes[:2]])
+    assert result.bf_seeds == scrape_bloom([nodes[2][0]])

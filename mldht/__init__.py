@@ -1,4 +1,4 @@
-"""mldht: a BitTorrent mainline DHT node (BEP 5, 42, 43, 44, 46, 51) on anyio."""
+"""mldht: a BitTorrent mainline DHT node (BEP 5, 32, 33, 42, 43, 44, 46, 51) on anyio."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .core.events import Ready as Ready
 from .core.events import SampleDone as SampleDone
 from .core.events import Warning as Warning
 from .core.node import NodeConfig as NodeConfig
+from .core.scrape import ScrapeResult as ScrapeResult
 from .core.tunables import Tunables as Tunables
 from .errors import DecodeError as DecodeError
 from .errors import InvalidArgument as InvalidArgument
@@ -82,6 +83,7 @@ __all__ = [
     "Ready",
     "RemoteError",
     "SampleDone",
+    "ScrapeResult",
     "Testnet",
     "Tunables",
     "Warning",

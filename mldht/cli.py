@@ -2,9 +2,10 @@
 
 One subcommand per task; each is an ``add_arguments`` function and an async handler
 registered in :func:`build_parser`: ``node``, ``ping``, ``get-peers``, ``announce``,
-``dump``, and the BEP 44 ones, ``put``, ``get`` and ``kv set`` / ``kv get``. Checks that
-depend on several arguments (``get --mutable PUBKEY``, where the key pair lives) run
-right after parsing, so they too end with one ``mldht: error: ...`` line and status 2.
+``scrape`` (:mod:`mldht.cli_scrape`), ``dump``, and the BEP 44 ones, ``put``, ``get``
+and ``kv set`` / ``kv get``. Checks that depend on several arguments (``get --mutable
+PUBKEY``, where the key pair lives) run right after parsing, so they too end with one
+``mldht: error: ...`` line and status 2.
 
 Item values: ``VALUE`` on the command line is stored as a bencoded string of its UTF-8
 bytes. A value read back is printed as text when it is a UTF-8 string, as hex (and said
@@ -49,6 +50,7 @@ from .argtypes import (
 )
 from .argtypes import port as port_number
 from .cli_items import add_item_commands
+from .cli_scrape import add_scrape_command
 from .cli_support import (
     JSON_ERRORS,
     PROG,
@@ -223,7 +225,7 @@ async def _cmd_announce(args: argparse.Namespace) -> int:
     async with DHTNode(**node_kwargs(args, read_only=True), **oneshot_tunables(args)) as node:
         accepted = 0
         with anyio.move_on_after(args.timeout):
-            accepted = await node.announce(args.infohash, args.port)
+            accepted = await node.announce(args.infohash, args.port, seed=args.seed)
         unheard = unheard_hint(node)
     if accepted == 0:
         return fail(args, f"no node accepted the announce{unheard}")
@@ -250,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``mldht`` argument parser (each subcommand sets ``handler``)."""
     parser = Parser(
         prog=PROG,
-        description="A BitTorrent mainline DHT node (BEP 5, 42, 43, 44, 46, 51).",
+        description="A BitTorrent mainline DHT node (BEP 5, 32, 33, 42, 43, 44, 46, 51).",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -327,7 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TCP port of the peer (default: implied_port, our UDP source port)",
     )
+    p.add_argument(
+        "--seed", action="store_true", help="announce a seed (BEP 33: counted by scrape)"
+    )
     add_common(p, bind_default="0.0.0.0:0", timeout=True)
+    add_scrape_command(command, oneshot_note)
 
     add_item_commands(sub, command, oneshot_note)
     _add_crawl(sub)

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOOM_BITS",
     "BLOOM_BYTES",
+    "bloom_contains",
     "bloom_estimate",
+    "bloom_indices",
     "bloom_insert",
     "bloom_union",
     "scrape_bloom",
@@ -28,14 +30,22 @@ BLOOM_BITS = 8 * BLOOM_BYTES
 _BLOOM_K = 2
 
 
+def bloom_indices(ip: str | bytes) -> tuple[int, int]:
+    """The two bit indices of an IP (text or 4/16 packed bytes) in a BEP 33 filter."""
+    h = hashlib.sha1(ip_to_bytes(ip)).digest()
+    # BEP 33: the two indices are bytes 0-1 and 2-3 read little-endian.
+    return (h[0] | h[1] << 8) % BLOOM_BITS, (h[2] | h[3] << 8) % BLOOM_BITS
+
+
 def bloom_insert(bloom: bytearray, ip: str | bytes) -> None:
     """Add an IP (text or 4/16 packed bytes; never a port) to a 256-byte BEP 33 filter."""
-    h = hashlib.sha1(ip_to_bytes(ip)).digest()
-    # BEP 33: the two indices are bytes 0-1 and 2-3 read little-endian; bits LSB-first.
-    i1 = (h[0] | h[1] << 8) % BLOOM_BITS
-    i2 = (h[2] | h[3] << 8) % BLOOM_BITS
-    bloom[i1 >> 3] |= 1 << (i1 & 7)
-    bloom[i2 >> 3] |= 1 << (i2 & 7)
+    for i in bloom_indices(ip):
+        bloom[i >> 3] |= 1 << (i & 7)  # bits LSB-first within each byte
+
+
+def bloom_contains(bloom: bytes, ip: str | bytes) -> bool:
+    """Whether a BEP 33 filter may hold an IP (false positives possible, no false negatives)."""
+    return all(bloom[i >> 3] >> (i & 7) & 1 for i in bloom_indices(ip))
 
 
 def scrape_bloom(ips: Iterable[str | bytes | Addr]) -> bytes:

@@ -57,6 +57,7 @@ from .operations import Call, FindNodeOp, GetOp, GetPeersOp, LookupOp, PingOp, S
 from .peer_store import PeerStore
 from .republish import REPUBLISH_INTERVAL, Publication, Republisher
 from .routing import RoutingTable
+from .scrape import ScrapeAnswer, ScrapeOp
 from .store_ops import AnnounceOp, ImmutablePutOp, MutablePutOp, check_value
 from .tokens import TokenManager
 from .transactions import Pending
@@ -450,15 +451,26 @@ class NodeState:
         op = GetPeersOp(self._ctx, info_hash, local).start(now)
         return self.op_times.started(op, "get_peers", now)
 
-    def announce(self, info_hash: bytes, port: int | None, now: float) -> int:
+    def announce(
+        self, info_hash: bytes, port: int | None, now: float, *, seed: bool = False
+    ) -> int:
         """get_peers lookup, then announce_peer to the closest nodes that gave a token.
 
-        ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port).
+        ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port);
+        ``seed`` announces a seed (BEP 33: ``seed=1``).
         """
         if port is not None and not 0 < port < 65536:
             raise InvalidArgument(f"port out of range: {port}")
-        op = AnnounceOp(self._ctx, info_hash, port).start(now)
+        op = AnnounceOp(self._ctx, info_hash, port, seed=seed).start(now)
         return self.op_times.started(op, "announce", now)
+
+    def scrape(self, info_hash: bytes, now: float) -> int:
+        """BEP 33 scrape: get_peers lookup with ``scrape=1``; the terminal ScrapeDone
+        carries the merged filters and estimated seeds and peers (:mod:`.scrape`)."""
+        own = self.peer_store.scrape(info_hash, now)
+        local = ScrapeAnswer(*own) if own is not None else None
+        op = ScrapeOp(self._ctx, info_hash, local).start(now)
+        return self.op_times.started(op, "scrape", now)
 
     def get_item(
         self, target: bytes, now: float, *, salt: bytes = b"", mutable: bool | None = None

@@ -1,17 +1,17 @@
 """Lookups followed by a store phase: announce (BEP 5) and put (BEP 44).
 
 The lookup collects write tokens; when it ends, the store query (announce_peer / put)
-goes to each of the ``store_k`` (default 10) closest nodes that gave one, and the
-operation ends when all of them answered or failed. These nodes answered moments ago, so
-with ``adaptive_timeout`` the phase does not wait for hard timeouts: a store query
-unanswered after one soft timeout is sent once more (``lookup_retry``; a lost datagram),
-and the phase ends two soft timeouts after it began. Without it, the phase ends one
-query timeout after the lookup's deadline.
+goes to each of the ``store_k`` (default 10) closest nodes that gave one (passing over
+those that withheld it), and the operation ends when all of them answered or failed.
+These nodes answered moments ago, so with ``adaptive_timeout`` the phase does not wait
+for hard timeouts: a store query unanswered after one soft timeout is sent once more
+(``lookup_retry``; a lost datagram), and the phase ends two soft timeouts after it
+began. Without it, the phase ends one query timeout after the lookup's deadline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from ..errors import DecodeError, InvalidArgument
@@ -20,7 +20,7 @@ from .bencode import bdecode
 from .compact import NodeInfo
 from .context import Context
 from .events import AnnounceDone, Event, PutDone
-from .krpc import AnnouncePeer, Put, QueryBody, ResponseBody
+from .krpc import AnnouncePeer, GetPeers, Put, QueryBody, ResponseBody
 from .lookup import Responded
 from .operations import Call, GetOp, GetPeersOp, LookupOp
 
@@ -68,9 +68,12 @@ class StoringLookup(LookupOp):
         self.storing = True
         self.prepare_store()
         config = self.ctx.config
-        if config.store_k > len(closest):
-            closest = self.lookup.closest(config.store_k)
-        calls = [(r.node, self.store_query(r.token)) for r in closest if r.token is not None]
+        # The store_k closest nodes that gave a token, however far down the answers: a
+        # node that withholds its token (a full store, BEP 33) hands its place to the
+        # next one, as libtorrent's find_data::done does.
+        count = max(config.store_k, len(closest))
+        tokens = [(r.node, r.token) for r in self.lookup.all_responded() if r.token is not None]
+        calls = [(node, self.store_query(token)) for node, token in tokens[:count]]
         if not calls:
             self.finish(self.done_event())
             return
@@ -164,18 +167,32 @@ class AnnounceOp(StoringLookup, GetPeersOp):
     :class:`PeersFound` on the way, :class:`AnnounceDone` at the end.
 
     ``port=None`` sends ``implied_port=1`` (the receiver uses our UDP source port).
+    ``seed`` announces a seed (BEP 33 ``seed=1``); its lookup asks ``noseed=1``, as
+    libtorrent's does (a seed has no use for other seeds).
     """
 
     terminal_event: ClassVar[type[object]] = AnnounceDone
 
-    def __init__(self, ctx: Context, info_hash: bytes, port: int | None) -> None:
+    def __init__(
+        self, ctx: Context, info_hash: bytes, port: int | None, *, seed: bool = False
+    ) -> None:
         super().__init__(ctx, info_hash)
         self.port = port
+        self.seed = seed
+
+    def query_body(self) -> QueryBody:
+        body = super().query_body()
+        return replace(body, noseed=True) if self.seed and isinstance(body, GetPeers) else body
 
     def store_query(self, token: bytes) -> QueryBody:
         port = self.port
         return AnnouncePeer(
-            self.ctx.node_id, self.target, port or 1, token, implied_port=port is None
+            self.ctx.node_id,
+            self.target,
+            port or 1,
+            token,
+            implied_port=port is None,
+            seed=True if self.seed else None,
         )
 
     def done_event(self) -> Event:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.compact import Addr, NodeInfo
 from ..core.events import AnnounceDone, Event, Item, LookupDone, PingDone, SampleDone
+from ..core.scrape import ScrapeDone, ScrapeResult
 from ..errors import InvalidArgument, QueryTimeout
 from . import bootstrap as _bootstrap
 from .items import as_id, as_infohash, as_target
@@ -210,20 +211,37 @@ class DHTAPI:
         """
         return PeerIterator(self, as_infohash(info_hash))
 
-    async def announce(self, info_hash: bytes | str, port: int | None = None) -> int:
+    async def announce(
+        self, info_hash: bytes | str, port: int | None = None, *, seed: bool = False
+    ) -> int:
         """Announce that we are a peer of ``info_hash``; returns how many nodes accepted
         (a dual-stack node announces in both families: their sum).
 
         ``port=None`` sends ``implied_port=1``: the receivers use our UDP source port.
+        ``seed=True`` announces a seed (BEP 33 ``seed=1``: counted in scrapes' seeds).
         """
         ih = as_infohash(info_hash)
         if port is not None and not 0 < port < 65536:
             raise InvalidArgument(f"port out of range (1-65535): {port}")
         event = await self._run(
-            lambda state, now: state.announce(ih, port, now), lookup=True, store=True
+            lambda state, now: state.announce(ih, port, now, seed=seed), lookup=True, store=True
         )
         assert isinstance(event, AnnounceDone)
         return event.accepted
+
+    async def scrape(self, info_hash: bytes | str) -> ScrapeResult:
+        """BEP 33 scrape: estimated seeds and peers of ``info_hash``.
+
+        A get_peers lookup with ``scrape=1``; the seed and peer filters of every node that
+        answered are merged (OR) and counted with BEP 33's estimate (exact for a few IPs
+        unless two share a bit, within 10% up to 3,000 at three standard deviations;
+        ``result.saturated`` when a filter is full, about 7,800 or more).
+        ``result.nodes`` is how many nodes contributed: 0 means no node stores it.
+        """
+        ih = as_infohash(info_hash)
+        event = await self._run(lambda state, now: state.scrape(ih, now), lookup=True)
+        assert isinstance(event, ScrapeDone) and event.result is not None
+        return event.result
 
     async def sample_infohashes(self, addr: Addr, target: bytes) -> SampleDone:
         """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""

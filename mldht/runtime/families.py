@@ -37,6 +37,7 @@ from ..core.events import (
 )
 from ..core.ids import distance
 from ..core.node import NodeState
+from ..core.scrape import ScrapeDone, merge_results
 from ..errors import InvalidArgument
 from .operation import _Waiter
 
@@ -129,12 +130,15 @@ def merge_terminal(first: TerminalEvent, other: TerminalEvent) -> TerminalEvent:
     and nodes of both (nodes by distance), stores counted in both, and of two items the
     one with the higher ``seq``. Events of other kinds: ``first``."""
     if isinstance(first, LookupDone) and isinstance(other, LookupDone):
-        return replace(
+        merged = replace(
             first,
             nodes=_nodes(first.target, first.nodes, other.nodes),
             peers=_peers(first.peers, other.peers),
             queried=first.queried + other.queried,
         )
+        if isinstance(merged, ScrapeDone) and isinstance(other, ScrapeDone):
+            return replace(merged, result=merge_results(merged.result, other.result))
+        return merged
     if isinstance(first, AnnounceDone) and isinstance(other, AnnounceDone):
         return replace(
             first, accepted=first.accepted + other.accepted, peers=_peers(first.peers, other.peers)

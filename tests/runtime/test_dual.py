@@ -136,6 +136,28 @@ async def test_peers_announced_over_ipv6_are_found_by_the_dual_node() -> None:
         assert await only6.get_peers(INFOHASH) == [("::1", 4242)]
 
 
+async def test_dual_node_scrape_counts_both_families() -> None:
+    """A scrape of a dual node runs in both families and ORs their filters: a seed
+    announced over IPv6 and a peer over IPv4 are both counted."""
+    async with AsyncExitStack() as stack:
+        hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
+        v4, v6 = hub.addresses
+        only6 = await stack.enter_async_context(DHTNode(bind=("::1", 0), bootstrap=[v6], **FAST))
+        only4 = await stack.enter_async_context(
+            DHTNode(bind=("127.0.0.3", 0), bootstrap=[v4], **FAST)
+        )
+        assert await only6.wait_ready(10) and await only4.wait_ready(10)
+        assert await only6.announce(INFOHASH, 4242, seed=True) >= 1
+        assert await only4.announce(INFOHASH, 4343) >= 1
+        result = await hub.scrape(INFOHASH)
+        assert (result.seeds, result.peers) == (1, 1)
+        # The dual node's shared store answers a scrape with the filters of both
+        # families' announces, whichever family asks (the filters hold either kind of IP).
+        for single in (only4, only6):
+            result = await single.scrape(INFOHASH)
+            assert (result.seeds, result.peers) == (1, 1)
+
+
 async def test_dual_node_announce_and_find_reach_both_families() -> None:
     async with AsyncExitStack() as stack:
         hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))

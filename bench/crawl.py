@@ -202,7 +202,7 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
                 finish(job, ev, now)
 
     def action(job: Job) -> Any:
-        if job.kind == "sample":
+        if job.kind in ("sample", "home"):
             assert job.node is not None
             return lambda s, now: s.sample_infohashes(job.node.addr, job.target, now)
         if job.kind == "ping":
@@ -264,6 +264,8 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
         "queries_sent": sent,
         "queries_per_node": round(sent / max(1, len(in_shard)), 3),
         "infohashes_found": len(crawl.infohashes),
+        "home_asked": crawl.home_asked,
+        "probe_rounds": crawl.probe_rounds,
         "complete": crawl.complete,
         "network_size": None if estimate is None else estimate.as_dict(),
         "crawl_wall_s": round(time.perf_counter() - wall, 1),

@@ -154,7 +154,7 @@ class Crawler:
         node = self.node
         crawl = self.crawl
         try:
-            if job.kind == "sample":
+            if job.kind in ("sample", "home"):
                 assert job.node is not None
                 reply: SampleReply | None = None
                 try:

@@ -13,11 +13,22 @@ The policy:
   node's id and its neighbours among the ids known: the node knows its own neighbourhood
   best, so its closest nodes to that target are the ones the crawl is missing. Every
   reply's ``nodes`` feed the sweep. A few ``find_node`` lookups to uniformly random
-  targets seed it (and serve the size estimate). Once the sweep has ended, a few rounds of
-  lookups probe the id regions where, at the density seen, nodes should be but none is
-  known (a node alone in such a region is returned only for a target inside it).
+  targets seed it (and serve the size estimate).
+* Early in the sweep, when little of a node's region is known, its widest gap is wide and
+  its sample's target lands far from it: its reply tells of a distant region, nothing of
+  its own neighbourhood. When the sweep has ended, each node that answered a sample aimed
+  more than :data:`HOME_REACH` mean spacings away is asked once more, with a target
+  within that distance in its wider gap (a ``home`` job), and the nodes this finds are
+  swept in turn; this repeats while such nodes remain. (A node next to a large aligned
+  block boundary is among the closest nodes only of those on its side of it: if these
+  were all asked far away early, nothing else returns it. Without this, 95.7% of a
+  simulated 10^5-node network answered; with it, see the README.)
+* Then a few rounds of lookups probe the id regions where, at the density seen, nodes
+  should be but none is known (a node alone in such a region is returned only for a
+  target inside it).
 * Each address is sampled once, plus: a ``ping`` when it did not answer the sample (to
-  tell a silent non-BEP 51 node from a dead one); and another sample only once the
+  tell a silent non-BEP 51 node from a dead one); the ``home`` query above (its
+  neighbours, not its samples, are what is asked for); and another sample only once the
   ``interval`` it gave has passed (BEP 51: "indexers should not query this node again
   sooner"; never sooner than ``min_interval`` either), only while it holds more
   info-hashes (``num``) than it has shown, and, after the second, only while its last two
@@ -37,7 +48,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import InvalidArgument
-from .estimate import ID_BITS, SPACE, K, SizeEstimate, estimate_size
+from .aim import empty_regions, far_from_home, gap_target
+from .estimate import SPACE, K, SizeEstimate, estimate_size
 from .shard import WHOLE, Shard
 
 __all__ = [
@@ -70,6 +82,10 @@ PROBE_MIN_EXPECTED = 1.0
 """A region is probed when it should hold at least this many nodes (at the density seen)."""
 PROBE_SHARE = 20
 """A probe round sends at most one lookup per this many nodes found (and at least 4)."""
+HOME_REACH = 4.0
+"""A sample aimed farther than this many mean id spacings (at the density known when the
+sweep ends) from the node's id told nothing of its neighbourhood: the node is asked again
+(once), at most this far."""
 
 # ------------------------------------------------------------------- structural types
 
@@ -200,6 +216,10 @@ class CrawlNode:
     """Info-hashes new to the crawl in its previous sample."""
     seen: set[bytes] = field(default_factory=set)
     """Distinct info-hashes it offered."""
+    target: int | None = None
+    """Where its first sample aimed."""
+    asked_home: bool = False
+    """It was asked again for its own neighbourhood (a ``home`` job)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -211,7 +231,8 @@ class InfoHash:
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """One request the crawl wants sent: ``kind`` is sample, ping, lookup or peers."""
+    """One request the crawl wants sent: ``kind`` is sample, home (a sample_infohashes
+    asked for the node's neighbours only), ping, lookup, probe (a lookup) or peers."""
 
     kind: str
     node: CrawlNode | None = None
@@ -275,6 +296,10 @@ class Crawl:
         self._pings: deque[Addr] = deque()
         self._lookups: deque[bytes] = deque()
         self._probes: deque[bytes] = deque()
+        self._home: deque[Addr] = deque()
+        self._home_due = False  # nodes sampled since the last home round was planned
+        self.home_asked = 0
+        """Nodes asked again for their neighbourhood (``home`` jobs)."""
         self._probed: set[tuple[int, int]] = set()
         self._found_at_probe = -1
         self.probe_rounds = 0
@@ -392,9 +417,14 @@ class Crawl:
         self.dirty_nodes.add(rec.addr)
 
     def on_sample(self, job: Job, reply: SampleReply | None, now: float) -> None:
-        """The answer to a sample job (None or ``node_id`` None: no valid answer)."""
+        """The answer to a sample or home job (None or ``node_id`` None: no valid
+        answer). A home job's reply counts only for the nodes it names."""
         rec = job.node
         assert rec is not None
+        if job.kind == "home":
+            for n in reply.nodes if reply is not None and reply.node_id is not None else ():
+                self.discover(n.id, n.addr, now)
+            return
         if reply is None or reply.node_id is None:
             if not rec.responded and not rec.pinged:
                 # Silent to BEP 51 (jech/dht ignores unknown methods) or gone: ask once.
@@ -496,17 +526,7 @@ class Crawl:
         shard = self.shard
         if rec.id is None or len(ids) < 2 or not shard.contains(x := _id_int(rec.id)):
             return _id_bytes(shard.random_id(self.rng))
-        i = bisect.bisect_left(ids, x)  # ids[i] == x: in-shard ids are all indexed
-        if shard.whole:
-            succ, pred = ids[(i + 1) % len(ids)], ids[i - 1]
-            after = (succ - x) % SPACE or SPACE
-            before = (x - pred) % SPACE or SPACE
-        else:
-            after = (ids[i + 1] if i + 1 < len(ids) else shard.hi) - x
-            before = x - (ids[i - 1] if i > 0 else shard.lo - 1)
-        if after >= before:
-            return _id_bytes(x + self.rng.randrange(1, after) if after > 1 else x)
-        return _id_bytes(x - self.rng.randrange(1, before) if before > 1 else x)
+        return _id_bytes(gap_target(ids, shard, x, self.rng))
 
     def next_job(self, now: float, idle: bool = False) -> Job | None:
         """The next request to send, or None when there is nothing to do now.
@@ -548,6 +568,19 @@ class Crawl:
             if rec.state == FRONTIER:
                 self.queried += 1
                 return self._sample(rec)
+        if self._home:
+            rec = self.nodes[self._home.popleft()]
+            rec.queries += 1
+            self.home_asked += 1
+            self.dirty_nodes.add(rec.addr)
+            assert rec.id is not None
+            reach = round(HOME_REACH * self.shard.size / len(self._ids))
+            target = gap_target(self._ids, self.shard, _id_int(rec.id), self.rng, reach)
+            return Job("home", rec, _id_bytes(target))
+        if idle and self._home_due:
+            self._plan_home()
+            if self._home:
+                return self.next_job(now)
         if idle and not self._probes:
             self._plan_probes()
         if self._probes:
@@ -555,31 +588,24 @@ class Crawl:
         return self._peers_job()
 
     def empty_regions(self, min_expected: float) -> list[tuple[float, int, int]]:
-        """Id regions next to known nodes where no node is known though, at the density
-        seen, at least ``min_expected`` should be: (expected, first id, end id), the most
-        promising first.
+        """Id regions not yet probed where no node is known though, at the density seen,
+        at least ``min_expected`` should be (see :func:`~mldht.crawl.aim.empty_regions`)."""
+        return empty_regions(self._ids, self.shard, min_expected, self._probed)
 
-        The regions are the sibling subtrees along each known id's path in the binary
-        trie of ids (their parts inside the shard). A node the sweep missed sits alone in
-        such a subtree: the nodes that know it return it only for a target inside it.
-        """
-        ids = self._ids
-        shard = self.shard
-        density = len(ids) / shard.size
-        found: dict[tuple[int, int], float] = {}
-        for x in ids:
-            for free in range(ID_BITS - 1, -1, -1):
-                if density * (1 << free) < min_expected:
-                    break
-                start, end = shard.overlap(((x >> free) ^ 1) << free, 1 << free)
-                expected = density * (end - start)
-                if expected < min_expected or (start, end) in found:
-                    continue
-                if (start, end) in self._probed:
-                    continue
-                if bisect.bisect_left(ids, end) == bisect.bisect_left(ids, start):
-                    found[(start, end)] = expected
-        return sorted(((e, lo, hi) for (lo, hi), e in found.items()), reverse=True)
+    def _plan_home(self) -> None:
+        """Once the sweep has ended: plan a home job for each node that answered a sample
+        aimed far from its id (farther than :data:`HOME_REACH` mean spacings, at the
+        density known now), once per node."""
+        self._home_due = False
+        if len(self._ids) < 2:
+            return
+        reach = HOME_REACH * self.shard.size / len(self._ids)
+        for rec in self.nodes.values():
+            if rec.asked_home or not rec.responded or rec.target is None or rec.id is None:
+                continue
+            if self.keeps(rec) and far_from_home(_id_int(rec.id), rec.target, reach):
+                rec.asked_home = True
+                self._home.append(rec.addr)
 
     def _plan_probes(self) -> None:
         """Once the sweep has ended: lookups into the regions most likely to hide nodes.
@@ -604,7 +630,11 @@ class Crawl:
         rec.queries += 1
         rec.samples_asked += 1
         self.dirty_nodes.add(rec.addr)
-        return Job("sample", rec, self.target_for(rec))
+        target = self.target_for(rec)
+        if rec.target is None:
+            rec.target = _id_int(target)
+            self._home_due = True
+        return Job("sample", rec, target)
 
     def _peers_job(self) -> Job | None:
         if not self._peer_queue or self.peers_in_flight >= PEER_LOOKUPS:
@@ -625,7 +655,7 @@ class Crawl:
         """Nothing left to do before ``deadline`` (assuming no request is in flight)."""
         if self._first or self._pings or self._lookups or self._frontier or self._peer_queue:
             return False
-        if self._probes or self.peers_in_flight:
+        if self._probes or self.peers_in_flight or self._home or self._home_due:
             return False
         if (
             self.probe_rounds < PROBE_ROUNDS

@@ -17,7 +17,7 @@ IN_FLIGHT = 8
 
 
 def action(job: Job) -> Callable[[NodeState, float], int]:
-    if job.kind == "sample":
+    if job.kind in ("sample", "home"):
         assert job.node is not None
         addr = job.node.addr
         return lambda st, now: st.sample_infohashes(addr, job.target, now)

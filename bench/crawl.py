@@ -202,9 +202,12 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
                 finish(job, ev, now)
 
     def action(job: Job) -> Any:
-        if job.kind in ("sample", "home"):
+        if job.kind == "sample":
             assert job.node is not None
             return lambda s, now: s.sample_infohashes(job.node.addr, job.target, now)
+        if job.kind == "home":
+            assert job.node is not None
+            return lambda s, now: s.query_find_node(job.node.addr, job.target, now)
         if job.kind == "ping":
             assert job.node is not None
             return lambda s, now: s.ping(job.node.addr, now)

@@ -18,21 +18,22 @@ The policy:
   its sample's target lands far from it: its reply tells of a distant region, nothing of
   its own neighbourhood. When the sweep has ended, each node that answered a sample aimed
   more than :data:`HOME_REACH` mean spacings away is asked once more, with a target
-  within that distance in its wider gap (a ``home`` job), and the nodes this finds are
-  swept in turn; this repeats while such nodes remain. (A node next to a large aligned
-  block boundary is among the closest nodes only of those on its side of it: if these
-  were all asked far away early, nothing else returns it. Without this, 95.7% of a
-  simulated 10^5-node network answered; with it, see the README.)
+  within that distance in its wider gap (a ``home`` job: one ``find_node`` query to that
+  node, not a lookup), and the nodes this finds are swept in turn; this repeats while
+  such nodes remain. (A node just past a large aligned block boundary of ids is among
+  the closest nodes only of holders on its own side of it: if these were all asked far
+  away early, nothing else returns it. Without this, 95.7% of a simulated 10^5-node
+  network answered; with it, see the README.)
 * Then a few rounds of lookups probe the id regions where, at the density seen, nodes
   should be but none is known (a node alone in such a region is returned only for a
   target inside it).
 * Each address is sampled once, plus: a ``ping`` when it did not answer the sample (to
-  tell a silent non-BEP 51 node from a dead one); the ``home`` query above (its
-  neighbours, not its samples, are what is asked for); and another sample only once the
-  ``interval`` it gave has passed (BEP 51: "indexers should not query this node again
-  sooner"; never sooner than ``min_interval`` either), only while it holds more
-  info-hashes (``num``) than it has shown, and, after the second, only while its last two
-  samples brought info-hashes new to the crawl (each info-hash sits on ~8 nodes).
+  tell a silent non-BEP 51 node from a dead one); the ``home`` find_node above; and
+  another sample only once the ``interval`` it gave has passed (BEP 51: "indexers should
+  not query this node again sooner"; never sooner than ``min_interval`` either), only
+  while it holds more info-hashes (``num``) than it has shown, and, after the second,
+  only while its last two samples brought info-hashes new to the crawl (each info-hash
+  sits on ~8 nodes).
 * :class:`TokenBucket` paces the queries on a clock the caller passes in.
 """
 
@@ -231,8 +232,8 @@ class InfoHash:
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """One request the crawl wants sent: ``kind`` is sample, home (a sample_infohashes
-    asked for the node's neighbours only), ping, lookup, probe (a lookup) or peers."""
+    """One request the crawl wants sent: ``kind`` is sample, home (one find_node query to
+    the node: its neighbours), ping, lookup, probe (a lookup) or peers."""
 
     kind: str
     node: CrawlNode | None = None
@@ -418,7 +419,7 @@ class Crawl:
 
     def on_sample(self, job: Job, reply: SampleReply | None, now: float) -> None:
         """The answer to a sample or home job (None or ``node_id`` None: no valid
-        answer). A home job's reply counts only for the nodes it names."""
+        answer). A home job's reply (a find_node's) counts only for the nodes it names."""
         rec = job.node
         assert rec is not None
         if job.kind == "home":

@@ -3,6 +3,8 @@
 * :func:`gap_target`: a target in the wider of the two gaps between a node's id and its
   known neighbours (optionally at most ``reach`` from the id): the node knows its own
   neighbourhood best, so its closest nodes to that target are the ones the crawl lacks.
+* :func:`wide_gaps`: pairs of consecutive known ids much farther apart than the mean
+  spacing (a run of nodes that no reply named lies between them, likely).
 * :func:`far_from_home`: whether a target lay so far from the node's id (more than
   ``reach``) that the node's reply told nothing of its own neighbourhood.
 * :func:`empty_regions`: id regions where, at the density seen, nodes should be but none
@@ -12,13 +14,14 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 from collections.abc import Container, Sequence
 
 from .estimate import ID_BITS, SPACE
 from .shard import Shard
 
-__all__ = ["adjacent_gaps", "empty_regions", "far_from_home", "gap_target"]
+__all__ = ["adjacent_gaps", "empty_regions", "far_from_home", "gap_target", "wide_gaps"]
 
 
 def adjacent_gaps(ids: Sequence[int], shard: Shard, x: int) -> tuple[int, int]:
@@ -44,6 +47,15 @@ def gap_target(
     if after >= before:
         return (x + rng.randrange(1, after)) % SPACE if after > 1 else x
     return (x - rng.randrange(1, before)) % SPACE if before > 1 else x
+
+
+def wide_gaps(ids: Sequence[int], shard: Shard, width: float) -> list[tuple[int, int]]:
+    """(a, b) for each two consecutive ``ids`` (sorted, in ``shard``) more than ``width``
+    apart; around the ring in the whole id space (b < a then), not past a shard's edges."""
+    pairs = list(itertools.pairwise(ids))
+    if shard.whole and len(ids) > 1:
+        pairs.append((ids[-1], ids[0]))
+    return [(a, b) for a, b in pairs if (b - a) % SPACE > width]
 
 
 def far_from_home(x: int, target: int, reach: float) -> bool:

@@ -23,7 +23,10 @@ The policy:
   such nodes remain. (A node just past a large aligned block boundary of ids is among
   the closest nodes only of holders on its own side of it: if these were all asked far
   away early, nothing else returns it. Without this, 95.7% of a simulated 10^5-node
-  network answered; with it, see the README.)
+  network answered; with it, see the README.) In the same rounds, the two nodes at the
+  ends of each gap between known ids wider than :data:`HOME_GAP` mean spacings (a run of
+  nodes no reply named, likely) are asked by find_node with a target inside it, once per
+  gap.
 * Then a few rounds of lookups probe the id regions where, at the density seen, nodes
   should be but none is known (a node alone in such a region is returned only for a
   target inside it).
@@ -34,7 +37,7 @@ The policy:
   while it holds more info-hashes (``num``) than it has shown, and, after the second,
   only while its last two samples brought info-hashes new to the crawl (each info-hash
   sits on ~8 nodes).
-* :class:`TokenBucket` paces the queries on a clock the caller passes in.
+* :class:`~mldht.crawl.pacing.Pacer` paces the queries (elsewhere).
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import InvalidArgument
-from .aim import empty_regions, far_from_home, gap_target
+from .aim import empty_regions, far_from_home, gap_target, wide_gaps
 from .estimate import SPACE, K, SizeEstimate, estimate_size
 from .shard import WHOLE, Shard
 
@@ -65,7 +67,6 @@ __all__ = [
     "Job",
     "NodeLike",
     "SampleReply",
-    "TokenBucket",
     "format_version",
 ]
 
@@ -83,6 +84,9 @@ PROBE_MIN_EXPECTED = 1.0
 """A region is probed when it should hold at least this many nodes (at the density seen)."""
 PROBE_SHARE = 20
 """A probe round sends at most one lookup per this many nodes found (and at least 4)."""
+HOME_GAP = 6.0
+"""A gap between consecutive known ids wider than this many mean spacings (1 in e^6 of
+gaps between uniform ids) is asked about of the nodes at its two ends."""
 HOME_REACH = 4.0
 """A sample aimed farther than this many mean id spacings (at the density known when the
 sweep ends) from the node's id told nothing of its neighbourhood: the node is asked again
@@ -144,47 +148,6 @@ def format_version(v: bytes | None) -> str | None:
         rest = v[2:].hex()
         return head.decode("ascii") + (f"-{rest}" if rest else "")
     return v.hex()
-
-
-# -------------------------------------------------------------------- rate limiting
-
-
-class TokenBucket:
-    """A token bucket over time given by the caller: ``rate`` tokens/s, at most ``burst``.
-
-    ``charge`` may take the level below zero (queries already sent that were not asked
-    for, such as a lookup's); ``delay`` says how long until one token is available.
-    """
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise InvalidArgument("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self._last = now
-
-    def refill(self, now: float) -> None:
-        if now > self._last:
-            self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
-            self._last = now
-
-    def charge(self, n: float) -> None:
-        self.tokens -= n
-
-    def delay(self, now: float, need: float = 1.0) -> float:
-        """Seconds until ``need`` tokens (at most ``burst``) are there (0 if they are)."""
-        self.refill(now)
-        need = min(need, self.burst)
-        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens once the bucket holds them, or is full when ``cost`` is
-        more than ``burst`` (it then goes below zero, and the next take waits)."""
-        if self.delay(now, cost) > 0:
-            return False
-        self.tokens -= cost
-        return True
 
 
 # ---------------------------------------------------------------------- crawl state
@@ -297,7 +260,8 @@ class Crawl:
         self._pings: deque[Addr] = deque()
         self._lookups: deque[bytes] = deque()
         self._probes: deque[bytes] = deque()
-        self._home: deque[Addr] = deque()
+        self._home: deque[tuple[Addr, int | None]] = deque()  # (node, target or near)
+        self._gaps_asked: set[tuple[int, int]] = set()
         self._home_due = False  # nodes sampled since the last home round was planned
         self.home_asked = 0
         """Nodes asked again for their neighbourhood (``home`` jobs)."""
@@ -570,13 +534,15 @@ class Crawl:
                 self.queried += 1
                 return self._sample(rec)
         if self._home:
-            rec = self.nodes[self._home.popleft()]
+            addr, target = self._home.popleft()
+            rec = self.nodes[addr]
             rec.queries += 1
             self.home_asked += 1
             self.dirty_nodes.add(rec.addr)
-            assert rec.id is not None
-            reach = round(HOME_REACH * self.shard.size / len(self._ids))
-            target = gap_target(self._ids, self.shard, _id_int(rec.id), self.rng, reach)
+            if target is None:
+                assert rec.id is not None
+                reach = round(HOME_REACH * self.shard.size / len(self._ids))
+                target = gap_target(self._ids, self.shard, _id_int(rec.id), self.rng, reach)
             return Job("home", rec, _id_bytes(target))
         if idle and self._home_due:
             self._plan_home()
@@ -596,17 +562,29 @@ class Crawl:
     def _plan_home(self) -> None:
         """Once the sweep has ended: plan a home job for each node that answered a sample
         aimed far from its id (farther than :data:`HOME_REACH` mean spacings, at the
-        density known now), once per node."""
+        density known now), once per node, and for the two ends of each gap wider than
+        :data:`HOME_GAP` spacings (a target inside it), once per gap."""
         self._home_due = False
         if len(self._ids) < 2:
             return
-        reach = HOME_REACH * self.shard.size / len(self._ids)
+        spacing = self.shard.size / len(self._ids)
+        answered: dict[int, CrawlNode] = {}
         for rec in self.nodes.values():
-            if rec.asked_home or not rec.responded or rec.target is None or rec.id is None:
+            if not rec.responded or rec.id is None or not self.keeps(rec):
                 continue
-            if self.keeps(rec) and far_from_home(_id_int(rec.id), rec.target, reach):
+            answered[x := _id_int(rec.id)] = rec
+            t = rec.target
+            if not rec.asked_home and t is not None and far_from_home(x, t, HOME_REACH * spacing):
                 rec.asked_home = True
-                self._home.append(rec.addr)
+                self._home.append((rec.addr, None))
+        # the gaps between nodes that answered (a dead address's id does not end one)
+        for a, b in wide_gaps(sorted(answered), self.shard, HOME_GAP * spacing):
+            if (a, b) in self._gaps_asked:
+                continue
+            self._gaps_asked.add((a, b))
+            width = (b - a) % SPACE
+            for end in (answered[a], answered[b]):
+                self._home.append((end.addr, (a + self.rng.randrange(1, width)) % SPACE))
 
     def _plan_probes(self) -> None:
         """Once the sweep has ended: lookups into the regions most likely to hide nodes.

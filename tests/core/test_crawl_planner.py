@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from mldht.crawl import aim, estimate, pacing, planner, shard
 from mldht.crawl.estimate import estimate_size, k_closest
-from mldht.crawl.planner import Crawl, TokenBucket, format_version
+from mldht.crawl.pacing import TokenBucket
+from mldht.crawl.planner import Crawl, format_version
 from mldht.crawl.shard import WHOLE, Shard, parse_shard
 from mldht.errors import InvalidArgument
 
@@ -329,6 +330,32 @@ def test_a_node_sampled_far_from_home_is_asked_for_its_neighbourhood_once() -> N
     while (job := c.next_job(2.0, idle=True)) is not None:
         assert job.kind == "probe"  # no home job again: A was asked once, new one near
         c.on_lookup(job.target, (), 2.0, probe=True)
+    assert c.finished(2.0, deadline=10.0)
+
+
+def test_the_ends_of_a_wide_gap_are_asked_about_it_once() -> None:
+    """A run of nodes no reply named leaves a gap far wider than the mean spacing between
+    the ids known: the nodes at its two ends are asked (find_node) with a target in it."""
+    space = 2**160
+    step = space // 100
+    c = make_crawl()
+    known = [i for i in range(100) if not 30 < i < 40]  # 9 missing: a gap of 10 steps
+    for i in known:
+        c.discover((i * step + 5).to_bytes(20, "big"), (f"10.1.{i}.1", 1), 0.0)
+    while (job := c.next_job(1.0)) is not None:
+        assert job.kind == "sample"
+        c.on_sample(job, FakeReply(job.node.id), 1.0)
+    asked = []
+    while (job := c.next_job(1.0, idle=True)) is not None:
+        if job.kind == "probe":
+            c.on_lookup(job.target, (), 2.0, probe=True)
+            continue
+        assert job.kind == "home"
+        asked.append((job.node.addr, int.from_bytes(job.target, "big")))
+        c.on_sample(job, FakeReply(job.node.id), 1.0)  # it names nobody new
+    # (node 40 is also asked near its own id: its sample had aimed into the gap)
+    assert {a for a, _ in asked} == {("10.1.30.1", 1), ("10.1.40.1", 1)} and len(asked) <= 3
+    assert all(30 * step + 5 < t < 40 * step + 5 for _, t in asked)
     assert c.finished(2.0, deadline=10.0)
 
 

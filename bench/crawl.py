@@ -173,7 +173,9 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
     me = sim.add_node(config=config)
     st = sim.state(me)
     rng = random.Random(args.seed)
-    crawl = Crawl(rng, sim.now, own_id=st.node_id, shard=shard)
+    # room for every address of the network (the crawler's default keeps 10^5; once it
+    # drops one, it also stops probing)
+    crawl = Crawl(rng, sim.now, own_id=st.node_id, shard=shard, max_nodes=2 * len(sim.nodes))
     crawl.add_contact(rng.choice(live))
     crawl.add_random_lookups(8)
     in_shard = [a for a in live if shard.contains(int.from_bytes(sim.state(a).node_id, "big"))]
@@ -268,6 +270,7 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
         "queries_per_node": round(sent / max(1, len(in_shard)), 3),
         "infohashes_found": len(crawl.infohashes),
         "home_asked": crawl.home_asked,
+        "nodes_dropped": crawl.nodes_dropped,
         "probe_rounds": crawl.probe_rounds,
         "complete": crawl.complete,
         "network_size": None if estimate is None else estimate.as_dict(),

@@ -173,7 +173,9 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
     me = sim.add_node(config=config)
     st = sim.state(me)
     rng = random.Random(args.seed)
-    crawl = Crawl(rng, sim.now, own_id=st.node_id, shard=shard)
+    # room for every address of the network (the crawler's default keeps 10^5; once it
+    # drops one, it also stops probing)
+    crawl = Crawl(rng, sim.now, own_id=st.node_id, shard=shard, max_nodes=2 * len(sim.nodes))
     crawl.add_contact(rng.choice(live))
     crawl.add_random_lookups(8)
     in_shard = [a for a in live if shard.contains(int.from_bytes(sim.state(a).node_id, "big"))]
@@ -205,6 +207,9 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
         if job.kind == "sample":
             assert job.node is not None
             return lambda s, now: s.sample_infohashes(job.node.addr, job.target, now)
+        if job.kind == "home":
+            assert job.node is not None
+            return lambda s, now: s.query_find_node(job.node.addr, job.target, now)
         if job.kind == "ping":
             assert job.node is not None
             return lambda s, now: s.ping(job.node.addr, now)
@@ -264,6 +269,9 @@ def sim_crawl(sim: Any, live: list[Any], args: argparse.Namespace) -> dict[str, 
         "queries_sent": sent,
         "queries_per_node": round(sent / max(1, len(in_shard)), 3),
         "infohashes_found": len(crawl.infohashes),
+        "home_asked": crawl.home_asked,
+        "nodes_dropped": crawl.nodes_dropped,
+        "probe_rounds": crawl.probe_rounds,
         "complete": crawl.complete,
         "network_size": None if estimate is None else estimate.as_dict(),
         "crawl_wall_s": round(time.perf_counter() - wall, 1),

@@ -504,6 +504,11 @@ class NodeState:
     def sample_infohashes(self, addr: Addr, target: bytes, now: float) -> int:
         return SampleOp(self._ctx, addr, target).start(now)
 
+    def query_find_node(self, addr: Addr, target: bytes, now: float) -> int:
+        """One find_node query to ``addr`` (not a lookup); ends with a SampleDone without
+        samples (its ``nodes``, ``node_id`` None if it did not answer)."""
+        return SampleOp(self._ctx, addr, target, find_node=True).start(now)
+
     # ---------------------------------------------------------------- republish
 
     def add_publication(

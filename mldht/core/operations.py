@@ -143,18 +143,25 @@ class PingOp(Operation):
 
 
 class SampleOp(Operation):
-    """One BEP 51 sample_infohashes query; ends with :class:`SampleDone`."""
+    """One BEP 51 sample_infohashes query; ends with :class:`SampleDone`.
+
+    ``find_node``: one find_node query to the node instead (its closest nodes to
+    ``target``, asked of that node alone, as a crawler asks a node it already sampled
+    about its own neighbourhood: BEP 51's interval is about samples); the SampleDone then
+    has no samples and ``supported`` False.
+    """
 
     terminal_event: ClassVar[type[object]] = SampleDone
 
-    def __init__(self, ctx: Context, addr: Addr, target: bytes) -> None:
+    def __init__(self, ctx: Context, addr: Addr, target: bytes, *, find_node: bool = False) -> None:
         super().__init__(ctx)
         self.addr = addr
         self.target = target
+        self.find_node = find_node
 
     def start(self, now: float) -> int:
-        body = SampleInfohashes(self.ctx.node_id, self.target)
-        self.ctx.send_query(self.addr, body, now, Call(self))
+        query = FindNode if self.find_node else SampleInfohashes
+        self.ctx.send_query(self.addr, query(self.ctx.node_id, self.target), now, Call(self))
         return self.op
 
     def on_response(
@@ -166,6 +173,11 @@ class SampleOp(Operation):
         rtt: float,
         now: float,
     ) -> None:
+        if isinstance(body, FindNodeResponse):
+            found = (body.nodes6 if self.ctx.config.ipv6 else body.nodes) or ()
+            done = SampleDone(self.op, sender.addr, body.id, nodes=found, version=version, rtt=rtt)
+            self.emit(done)
+            return
         if not isinstance(body, SampleInfohashesResponse):  # pragma: no cover - decoded by method
             self.emit(SampleDone(self.op, self.addr, None))
             return

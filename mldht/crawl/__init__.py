@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from .display import PlainProgress, RichProgress, have_matplotlib
     from .driver import Crawler, Snapshot
     from .estimate import SizeEstimate, estimate_size, k_closest
-    from .pacing import Pacer
-    from .planner import Crawl, CrawlNode, Job, TokenBucket, format_version
+    from .pacing import Pacer, TokenBucket
+    from .planner import Crawl, CrawlNode, Job, format_version
     from .shard import Shard, parse_shard
     from .store import Store, StoreError, open_store
 
@@ -104,7 +104,7 @@ _HOME = {
     "Crawl": "planner",
     "CrawlNode": "planner",
     "Job": "planner",
-    "TokenBucket": "planner",
+    "TokenBucket": "pacing",
     "format_version": "planner",
     "Store": "store",
     "StoreError": "store",

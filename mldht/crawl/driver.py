@@ -154,13 +154,14 @@ class Crawler:
         node = self.node
         crawl = self.crawl
         try:
-            if job.kind == "sample":
+            if job.kind in ("sample", "home"):
                 assert job.node is not None
                 reply: SampleReply | None = None
+                ask = node.sample_infohashes if job.kind == "sample" else node.query_find_node
                 try:
-                    reply = await node.sample_infohashes(job.node.addr, job.target)
+                    reply = await ask(job.node.addr, job.target)
                 except MldhtError as exc:
-                    log.debug("sample_infohashes to %s: %r", format_addr(job.node.addr), exc)
+                    log.debug("%s to %s: %r", job.kind, format_addr(job.node.addr), exc)
                 crawl.on_sample(job, reply, anyio.current_time())
             elif job.kind == "ping":
                 assert job.node is not None

@@ -18,12 +18,50 @@ simulated crawl of ``bench/crawl.py`` runs the simulator that long: both pace al
 
 from __future__ import annotations
 
-from .planner import TokenBucket
+from ..errors import InvalidArgument
 
-__all__ = ["LOOKUP_COST", "Pacer"]
+__all__ = ["LOOKUP_COST", "Pacer", "TokenBucket"]
 
 LOOKUP_COST = 16.0
 """What a lookup is charged until two have run."""
+
+
+class TokenBucket:
+    """A token bucket over time given by the caller: ``rate`` tokens/s, at most ``burst``.
+
+    ``charge`` may take the level below zero (queries already sent that were not asked
+    for, such as a lookup's); ``delay`` says how long until one token is available.
+    """
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise InvalidArgument("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._last = now
+
+    def refill(self, now: float) -> None:
+        if now > self._last:
+            self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
+            self._last = now
+
+    def charge(self, n: float) -> None:
+        self.tokens -= n
+
+    def delay(self, now: float, need: float = 1.0) -> float:
+        """Seconds until ``need`` tokens (at most ``burst``) are there (0 if they are)."""
+        self.refill(now)
+        need = min(need, self.burst)
+        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens once the bucket holds them, or is full when ``cost`` is
+        more than ``burst`` (it then goes below zero, and the next take waits)."""
+        if self.delay(now, cost) > 0:
+            return False
+        self.tokens -= cost
+        return True
 
 
 class Pacer:

@@ -13,16 +13,31 @@ The policy:
   node's id and its neighbours among the ids known: the node knows its own neighbourhood
   best, so its closest nodes to that target are the ones the crawl is missing. Every
   reply's ``nodes`` feed the sweep. A few ``find_node`` lookups to uniformly random
-  targets seed it (and serve the size estimate). Once the sweep has ended, a few rounds of
-  lookups probe the id regions where, at the density seen, nodes should be but none is
-  known (a node alone in such a region is returned only for a target inside it).
+  targets seed it (and serve the size estimate).
+* Early in the sweep, when little of a node's region is known, its widest gap is wide and
+  its sample's target lands far from it: its reply tells of a distant region, nothing of
+  its own neighbourhood. When the sweep has ended, each node that answered a sample aimed
+  more than :data:`HOME_REACH` mean spacings away is asked once more, with a target
+  within that distance in its wider gap (a ``home`` job: one ``find_node`` query to that
+  node, not a lookup), and the nodes this finds are swept in turn; this repeats while
+  such nodes remain. (A node just past a large aligned block boundary of ids is among
+  the closest nodes only of holders on its own side of it: if these were all asked far
+  away early, nothing else returns it. Without this, 95.7% of a simulated 10^5-node
+  network answered; with it, see the README.) In the same rounds, the two nodes at the
+  ends of each gap between known ids wider than :data:`HOME_GAP` mean spacings (a run of
+  nodes no reply named, likely) are asked by find_node with a target inside it, once per
+  gap.
+* Then a few rounds of lookups probe the id regions where, at the density seen, nodes
+  should be but none is known (a node alone in such a region is returned only for a
+  target inside it).
 * Each address is sampled once, plus: a ``ping`` when it did not answer the sample (to
-  tell a silent non-BEP 51 node from a dead one); and another sample only once the
-  ``interval`` it gave has passed (BEP 51: "indexers should not query this node again
-  sooner"; never sooner than ``min_interval`` either), only while it holds more
-  info-hashes (``num``) than it has shown, and, after the second, only while its last two
-  samples brought info-hashes new to the crawl (each info-hash sits on ~8 nodes).
-* :class:`TokenBucket` paces the queries on a clock the caller passes in.
+  tell a silent non-BEP 51 node from a dead one); the ``home`` find_node above; and
+  another sample only once the ``interval`` it gave has passed (BEP 51: "indexers should
+  not query this node again sooner"; never sooner than ``min_interval`` either), only
+  while it holds more info-hashes (``num``) than it has shown, and, after the second,
+  only while its last two samples brought info-hashes new to the crawl (each info-hash
+  sits on ~8 nodes).
+* :class:`~mldht.crawl.pacing.Pacer` paces the queries (elsewhere).
 """
 
 from __future__ import annotations
@@ -36,8 +51,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import InvalidArgument
-from .estimate import ID_BITS, SPACE, K, SizeEstimate, estimate_size
+from .aim import empty_regions, far_from_home, gap_target, wide_gaps
+from .estimate import SPACE, K, SizeEstimate, estimate_size
 from .shard import WHOLE, Shard
 
 __all__ = [
@@ -52,7 +67,6 @@ __all__ = [
     "Job",
     "NodeLike",
     "SampleReply",
-    "TokenBucket",
     "format_version",
 ]
 
@@ -70,6 +84,13 @@ PROBE_MIN_EXPECTED = 1.0
 """A region is probed when it should hold at least this many nodes (at the density seen)."""
 PROBE_SHARE = 20
 """A probe round sends at most one lookup per this many nodes found (and at least 4)."""
+HOME_GAP = 6.0
+"""A gap between consecutive known ids wider than this many mean spacings (1 in e^6 of
+gaps between uniform ids) is asked about of the nodes at its two ends."""
+HOME_REACH = 4.0
+"""A sample aimed farther than this many mean id spacings (at the density known when the
+sweep ends) from the node's id told nothing of its neighbourhood: the node is asked again
+(once), at most this far."""
 
 # ------------------------------------------------------------------- structural types
 
@@ -129,47 +150,6 @@ def format_version(v: bytes | None) -> str | None:
     return v.hex()
 
 
-# -------------------------------------------------------------------- rate limiting
-
-
-class TokenBucket:
-    """A token bucket over time given by the caller: ``rate`` tokens/s, at most ``burst``.
-
-    ``charge`` may take the level below zero (queries already sent that were not asked
-    for, such as a lookup's); ``delay`` says how long until one token is available.
-    """
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise InvalidArgument("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self._last = now
-
-    def refill(self, now: float) -> None:
-        if now > self._last:
-            self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
-            self._last = now
-
-    def charge(self, n: float) -> None:
-        self.tokens -= n
-
-    def delay(self, now: float, need: float = 1.0) -> float:
-        """Seconds until ``need`` tokens (at most ``burst``) are there (0 if they are)."""
-        self.refill(now)
-        need = min(need, self.burst)
-        return 0.0 if self.tokens >= need else (need - self.tokens) / self.rate
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens once the bucket holds them, or is full when ``cost`` is
-        more than ``burst`` (it then goes below zero, and the next take waits)."""
-        if self.delay(now, cost) > 0:
-            return False
-        self.tokens -= cost
-        return True
-
-
 # ---------------------------------------------------------------------- crawl state
 
 FRONTIER, BUSY, WAITING, DONE, DEAD = range(5)
@@ -200,6 +180,10 @@ class CrawlNode:
     """Info-hashes new to the crawl in its previous sample."""
     seen: set[bytes] = field(default_factory=set)
     """Distinct info-hashes it offered."""
+    target: int | None = None
+    """Where its first sample aimed."""
+    asked_home: bool = False
+    """It was asked again for its own neighbourhood (a ``home`` job)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -211,7 +195,8 @@ class InfoHash:
 
 @dataclass(slots=True, eq=False)
 class Job:
-    """One request the crawl wants sent: ``kind`` is sample, ping, lookup or peers."""
+    """One request the crawl wants sent: ``kind`` is sample, home (one find_node query to
+    the node: its neighbours), ping, lookup, probe (a lookup) or peers."""
 
     kind: str
     node: CrawlNode | None = None
@@ -275,6 +260,11 @@ class Crawl:
         self._pings: deque[Addr] = deque()
         self._lookups: deque[bytes] = deque()
         self._probes: deque[bytes] = deque()
+        self._home: deque[tuple[Addr, int | None]] = deque()  # (node, target or near)
+        self._gaps_asked: set[tuple[int, int]] = set()
+        self._home_due = False  # nodes sampled since the last home round was planned
+        self.home_asked = 0
+        """Nodes asked again for their neighbourhood (``home`` jobs)."""
         self._probed: set[tuple[int, int]] = set()
         self._found_at_probe = -1
         self.probe_rounds = 0
@@ -392,9 +382,14 @@ class Crawl:
         self.dirty_nodes.add(rec.addr)
 
     def on_sample(self, job: Job, reply: SampleReply | None, now: float) -> None:
-        """The answer to a sample job (None or ``node_id`` None: no valid answer)."""
+        """The answer to a sample or home job (None or ``node_id`` None: no valid
+        answer). A home job's reply (a find_node's) counts only for the nodes it names."""
         rec = job.node
         assert rec is not None
+        if job.kind == "home":
+            for n in reply.nodes if reply is not None and reply.node_id is not None else ():
+                self.discover(n.id, n.addr, now)
+            return
         if reply is None or reply.node_id is None:
             if not rec.responded and not rec.pinged:
                 # Silent to BEP 51 (jech/dht ignores unknown methods) or gone: ask once.
@@ -496,17 +491,7 @@ class Crawl:
         shard = self.shard
         if rec.id is None or len(ids) < 2 or not shard.contains(x := _id_int(rec.id)):
             return _id_bytes(shard.random_id(self.rng))
-        i = bisect.bisect_left(ids, x)  # ids[i] == x: in-shard ids are all indexed
-        if shard.whole:
-            succ, pred = ids[(i + 1) % len(ids)], ids[i - 1]
-            after = (succ - x) % SPACE or SPACE
-            before = (x - pred) % SPACE or SPACE
-        else:
-            after = (ids[i + 1] if i + 1 < len(ids) else shard.hi) - x
-            before = x - (ids[i - 1] if i > 0 else shard.lo - 1)
-        if after >= before:
-            return _id_bytes(x + self.rng.randrange(1, after) if after > 1 else x)
-        return _id_bytes(x - self.rng.randrange(1, before) if before > 1 else x)
+        return _id_bytes(gap_target(ids, shard, x, self.rng))
 
     def next_job(self, now: float, idle: bool = False) -> Job | None:
         """The next request to send, or None when there is nothing to do now.
@@ -548,6 +533,21 @@ class Crawl:
             if rec.state == FRONTIER:
                 self.queried += 1
                 return self._sample(rec)
+        if self._home:
+            addr, target = self._home.popleft()
+            rec = self.nodes[addr]
+            rec.queries += 1
+            self.home_asked += 1
+            self.dirty_nodes.add(rec.addr)
+            if target is None:
+                assert rec.id is not None
+                reach = round(HOME_REACH * self.shard.size / len(self._ids))
+                target = gap_target(self._ids, self.shard, _id_int(rec.id), self.rng, reach)
+            return Job("home", rec, _id_bytes(target))
+        if idle and self._home_due:
+            self._plan_home()
+            if self._home:
+                return self.next_job(now)
         if idle and not self._probes:
             self._plan_probes()
         if self._probes:
@@ -555,31 +555,36 @@ class Crawl:
         return self._peers_job()
 
     def empty_regions(self, min_expected: float) -> list[tuple[float, int, int]]:
-        """Id regions next to known nodes where no node is known though, at the density
-        seen, at least ``min_expected`` should be: (expected, first id, end id), the most
-        promising first.
+        """Id regions not yet probed where no node is known though, at the density seen,
+        at least ``min_expected`` should be (see :func:`~mldht.crawl.aim.empty_regions`)."""
+        return empty_regions(self._ids, self.shard, min_expected, self._probed)
 
-        The regions are the sibling subtrees along each known id's path in the binary
-        trie of ids (their parts inside the shard). A node the sweep missed sits alone in
-        such a subtree: the nodes that know it return it only for a target inside it.
-        """
-        ids = self._ids
-        shard = self.shard
-        density = len(ids) / shard.size
-        found: dict[tuple[int, int], float] = {}
-        for x in ids:
-            for free in range(ID_BITS - 1, -1, -1):
-                if density * (1 << free) < min_expected:
-                    break
-                start, end = shard.overlap(((x >> free) ^ 1) << free, 1 << free)
-                expected = density * (end - start)
-                if expected < min_expected or (start, end) in found:
-                    continue
-                if (start, end) in self._probed:
-                    continue
-                if bisect.bisect_left(ids, end) == bisect.bisect_left(ids, start):
-                    found[(start, end)] = expected
-        return sorted(((e, lo, hi) for (lo, hi), e in found.items()), reverse=True)
+    def _plan_home(self) -> None:
+        """Once the sweep has ended: plan a home job for each node that answered a sample
+        aimed far from its id (farther than :data:`HOME_REACH` mean spacings, at the
+        density known now), once per node, and for the two ends of each gap wider than
+        :data:`HOME_GAP` spacings (a target inside it), once per gap."""
+        self._home_due = False
+        if len(self._ids) < 2:
+            return
+        spacing = self.shard.size / len(self._ids)
+        answered: dict[int, CrawlNode] = {}
+        for rec in self.nodes.values():
+            if not rec.responded or rec.id is None or not self.keeps(rec):
+                continue
+            answered[x := _id_int(rec.id)] = rec
+            t = rec.target
+            if not rec.asked_home and t is not None and far_from_home(x, t, HOME_REACH * spacing):
+                rec.asked_home = True
+                self._home.append((rec.addr, None))
+        # the gaps between nodes that answered (a dead address's id does not end one)
+        for a, b in wide_gaps(sorted(answered), self.shard, HOME_GAP * spacing):
+            if (a, b) in self._gaps_asked:
+                continue
+            self._gaps_asked.add((a, b))
+            width = (b - a) % SPACE
+            for end in (answered[a], answered[b]):
+                self._home.append((end.addr, (a + self.rng.randrange(1, width)) % SPACE))
 
     def _plan_probes(self) -> None:
         """Once the sweep has ended: lookups into the regions most likely to hide nodes.
@@ -604,7 +609,11 @@ class Crawl:
         rec.queries += 1
         rec.samples_asked += 1
         self.dirty_nodes.add(rec.addr)
-        return Job("sample", rec, self.target_for(rec))
+        target = self.target_for(rec)
+        if rec.target is None:
+            rec.target = _id_int(target)
+            self._home_due = True
+        return Job("sample", rec, target)
 
     def _peers_job(self) -> Job | None:
         if not self._peer_queue or self.peers_in_flight >= PEER_LOOKUPS:
@@ -625,7 +634,7 @@ class Crawl:
         """Nothing left to do before ``deadline`` (assuming no request is in flight)."""
         if self._first or self._pings or self._lookups or self._frontier or self._peer_queue:
             return False
-        if self._probes or self.peers_in_flight:
+        if self._probes or self.peers_in_flight or self._home or self._home_due:
             return False
         if (
             self.probe_rounds < PROBE_ROUNDS

@@ -245,8 +245,22 @@ class DHTAPI:
 
     async def sample_infohashes(self, addr: Addr, target: bytes) -> SampleDone:
         """BEP 51 query to one node. ``node_id`` of the result is None if it did not answer."""
+        return await self._ask_one(addr, target, sample=True)
+
+    async def query_find_node(self, addr: Addr, target: bytes) -> SampleDone:
+        """One find_node query to one node (not a lookup): its closest nodes to ``target``
+        in ``nodes`` of the result (no samples); ``node_id`` None if it did not answer."""
+        return await self._ask_one(addr, target, sample=False)
+
+    async def _ask_one(self, addr: Addr, target: bytes, *, sample: bool) -> SampleDone:
         tid = as_id(target)
         dest = await self._resolve(addr)
-        event = await self._run(lambda state, now: state.sample_infohashes(dest, tid, now), at=dest)
+
+        def start(state: NodeState, now: float) -> int:
+            if sample:
+                return state.sample_infohashes(dest, tid, now)
+            return state.query_find_node(dest, tid, now)
+
+        event = await self._run(start, at=dest)
         assert isinstance(event, SampleDone)
         return event

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mldht.crawl import estimate, pacing, planner, shard
+from mldht.crawl import aim, estimate, pacing, planner, shard
 from mldht.crawl.estimate import estimate_size, k_closest
-from mldht.crawl.planner import Crawl, TokenBucket, format_version
+from mldht.crawl.pacing import TokenBucket
+from mldht.crawl.planner import Crawl, format_version
 from mldht.crawl.shard import WHOLE, Shard, parse_shard
 from mldht.errors import InvalidArgument
 
@@ -27,7 +28,7 @@ IMPURE = {"anyio", "socket", "sqlite3", "asyncio", "trio", "time", "threading"}
 
 def test_planner_is_sans_io() -> None:
     """No event loop, socket, clock or database in the planner: time comes in as ``now``."""
-    for module in (planner, estimate, pacing, shard):
+    for module in (planner, aim, estimate, pacing, shard):
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -290,6 +291,72 @@ def test_probes_target_the_regions_that_hide_nodes() -> None:
     assert sum(region_of(h, tops) for h in hidden) >= len(probes) // 2
     # no new node found by the round: no second round, and the crawl is finished
     assert c.next_job(0.0, idle=True) is None and c.finished(0.0, deadline=1.0)
+
+
+def test_a_node_sampled_far_from_home_is_asked_for_its_neighbourhood_once() -> None:
+    """A node sampled while its region was unknown got a far target (its reply named a
+    distant region): when the sweep ends it is asked once more, aimed near its own id, and
+    what that finds is swept."""
+    space = 2**160
+    step = space // 100
+    c = make_crawl()
+    a_id = 40 * step + 7
+    c.discover(a_id.to_bytes(20, "big"), ("10.0.0.1", 1), 0.0)
+    c.discover((90 * step + 7).to_bytes(20, "big"), ("10.0.0.2", 1), 0.0)
+    first = c.next_job(0.0)
+    assert first.node.id == a_id.to_bytes(20, "big")
+    assert abs(int.from_bytes(first.target, "big") - a_id) > 4 * step  # the gap was wide
+    # its reply names the whole ring, evenly spaced: every other gap is one spacing
+    others = tuple(
+        FakeNode((i * step + 7).to_bytes(20, "big"), (f"10.1.{i}.1", 1))
+        for i in range(100)
+        if i not in (40, 90)
+    )
+    c.on_sample(first, FakeReply(first.node.id, nodes=others), 0.5)
+    a = c.nodes[("10.0.0.1", 1)]
+    while (job := c.next_job(1.0)) is not None:
+        assert job.kind == "sample"
+        c.on_sample(job, FakeReply(job.node.id), 1.0)
+    home = c.next_job(1.0, idle=True)
+    assert home.kind == "home" and home.node is a
+    assert 0 < abs(int.from_bytes(home.target, "big") - a_id) <= step
+    new = FakeNode((40 * step + step // 2).to_bytes(20, "big"), ("10.2.0.1", 1))
+    c.on_sample(home, FakeReply(a.id, samples=(b"\x01" * 20,), num=1, nodes=(new,)), 1.5)
+    # a home reply counts only for the nodes it names
+    assert a.samples_asked == 1 and a.queries == 2 and c.home_asked == 1 and not c.infohashes
+    job = c.next_job(2.0, idle=True)
+    assert job.kind == "sample" and job.node.addr == new.addr  # swept in turn
+    c.on_sample(job, FakeReply(new.id), 2.0)
+    while (job := c.next_job(2.0, idle=True)) is not None:
+        assert job.kind == "probe"  # no home job again: A was asked once, new one near
+        c.on_lookup(job.target, (), 2.0, probe=True)
+    assert c.finished(2.0, deadline=10.0)
+
+
+def test_the_ends_of_a_wide_gap_are_asked_about_it_once() -> None:
+    """A run of nodes no reply named leaves a gap far wider than the mean spacing between
+    the ids known: the nodes at its two ends are asked (find_node) with a target in it."""
+    space = 2**160
+    step = space // 100
+    c = make_crawl()
+    known = [i for i in range(100) if not 30 < i < 40]  # 9 missing: a gap of 10 steps
+    for i in known:
+        c.discover((i * step + 5).to_bytes(20, "big"), (f"10.1.{i}.1", 1), 0.0)
+    while (job := c.next_job(1.0)) is not None:
+        assert job.kind == "sample"
+        c.on_sample(job, FakeReply(job.node.id), 1.0)
+    asked = []
+    while (job := c.next_job(1.0, idle=True)) is not None:
+        if job.kind == "probe":
+            c.on_lookup(job.target, (), 2.0, probe=True)
+            continue
+        assert job.kind == "home"
+        asked.append((job.node.addr, int.from_bytes(job.target, "big")))
+        c.on_sample(job, FakeReply(job.node.id), 1.0)  # it names nobody new
+    # (node 40 is also asked near its own id: its sample had aimed into the gap)
+    assert {a for a, _ in asked} == {("10.1.30.1", 1), ("10.1.40.1", 1)} and len(asked) <= 3
+    assert all(30 * step + 5 < t < 40 * step + 5 for _, t in asked)
+    assert c.finished(2.0, deadline=10.0)
 
 
 def test_crawl_bounds_and_filters() -> None:

@@ -21,6 +21,10 @@ def action(job: Job) -> Callable[[NodeState, float], int]:
         assert job.node is not None
         addr = job.node.addr
         return lambda st, now: st.sample_infohashes(addr, job.target, now)
+    if job.kind == "home":
+        assert job.node is not None
+        addr = job.node.addr
+        return lambda st, now: st.query_find_node(addr, job.target, now)
     if job.kind == "ping":
         assert job.node is not None
         addr = job.node.addr
@@ -98,3 +102,22 @@ def test_crawl_plan_finds_the_simulated_network() -> None:
     queries = [rec.queries for rec in plan.nodes.values()]
     assert max(queries) <= 4
     assert sum(queries) <= 1.5 * len(plan.nodes)
+
+
+def test_query_find_node_asks_one_node_for_its_closest() -> None:
+    """The crawler's home job: one find_node query to one node (no lookup), answered with
+    that node's closest nodes to the target and no samples; None from a dead address."""
+    sim = Simulator(seed=7)
+    nodes = [sim.add_node() for _ in range(60)]
+    dead = sim.add_node(dead=True)
+    sim.populate(contacts=20)
+    me = sim.add_node()
+    target = random.Random(7).randbytes(20)
+    done, _ = sim.run_op(me, lambda st, now: st.query_find_node(nodes[3], target, now))
+    assert isinstance(done, SampleDone) and done.node_id == sim.state(nodes[3]).node_id
+    assert done.samples == () and not done.supported
+    expected = [n.id for n in sim.state(nodes[3]).routing.closest(target, 8)]
+    assert [n.id for n in done.nodes] == expected and len(expected) == 8
+    assert sim.state(me).queries_out.get(b"find_node") == 1  # one query, not a lookup
+    gone, _ = sim.run_op(me, lambda st, now: st.query_find_node(dead, target, now))
+    assert isinstance(gone, SampleDone) and gone.node_id is None and gone.nodes == ()

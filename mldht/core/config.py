@@ -85,6 +85,10 @@ class NodeConfig:
     [``soft_timeout_min``, the lookup's soft timeout]) instead of the median's. Off: at
     10^4 simulated nodes it gained 0.07 round trips (4.80 -> 4.73), within noise, and
     bench/sybil.py found the peer in 94.5% of trials (< 95%)."""
+    lookup_far_frees_slot: bool = False
+    """A lookup query to a node that closer answers and candidates have overtaken (it is
+    no longer among the ``lookup_k`` closest known) frees its query slot at once; it
+    stays in flight and its answer still counts."""
     restrict_search_ips: bool = True
     """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
     set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with

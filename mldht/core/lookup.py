@@ -128,6 +128,7 @@ class Lookup:
         use_k: int | None = None,
         retry_wait: float = 1.0,
         timeout_of: Callable[[NodeInfo], float | None] | None = None,
+        far_frees_slot: bool = False,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -149,6 +150,7 @@ class Lookup:
         self.retry = retry
         self.retry_wait = retry_wait
         self.timeout_of = timeout_of
+        self.far_frees_slot = far_frees_slot
         self.use_k = k if use_k is None else min(k, max(1, use_k))
         self.diverse = diverse
         self._local_ok = local_allowed(local_network)
@@ -272,7 +274,7 @@ class Lookup:
         if self._resend:
             resent = [e.node for e in self._resend]
             self._resend.clear()
-        slots = self.alpha - len(self._active)
+        slots = self.alpha - self._slots_taken()
         chosen: list[_Entry] = []
         for dist in self._cand_dists:
             if len(chosen) >= slots:
@@ -503,6 +505,21 @@ class Lookup:
         if len(self._resp_dists) >= self.k:
             return self._resp_dists[self.k - 1]
         return None
+
+    def _slots_taken(self) -> int:
+        """Active queries holding a query slot: all of them, or with ``far_frees_slot``
+        only those among the ``k`` closest nodes known and not failed (answered, active or
+        candidate) and routers: a query that closer answers and candidates have overtaken
+        stays in flight (its answer still counts) but no longer holds back a closer one."""
+        if not self.far_frees_slot:
+            return len(self._active)
+        taken = len(self._active) - len(self._active_dists)  # routers
+        resp, cand, k = self._resp_dists, self._cand_dists, self.k
+        for i, dist in enumerate(self._active_dists):
+            if i + bisect.bisect_left(resp, dist) + bisect.bisect_left(cand, dist) >= k:
+                break
+            taken += 1
+        return taken
 
     @staticmethod
     def _real(entries: list[_Entry]) -> int:

@@ -89,6 +89,16 @@ class NodeConfig:
     """A lookup query to a node that closer answers and candidates have overtaken (it is
     no longer among the ``lookup_k`` closest known) frees its query slot at once; it
     stays in flight and its answer still counts."""
+    lookup_settle: float = 0.0
+    """With ``lookup_retry``: a resent lookup query stops holding the lookup once the
+    ``k`` closest answers have not changed for this many soft timeouts (0: it holds
+    until its own ``lookup_retry_wait`` is over)."""
+    lookup_group_cap: int = 0
+    """With ``restrict_search_ips``: answers from one public /16 (IPv6 /32) that count
+    toward a lookup's closest set, at most (0: no cap). Answers beyond the cap stay
+    known (and get stores) but the lookup goes on until ``lookup_k`` answers of other
+    networks are in, so a few networks holding made-up ids near a target cannot crowd
+    the honest nodes out of the closest set."""
     restrict_search_ips: bool = True
     """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
     set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with

@@ -68,8 +68,7 @@ class StoringLookup(LookupOp):
         self.storing = True
         self.prepare_store()
         config = self.ctx.config
-        if config.store_k > len(closest):
-            closest = self.lookup.closest(config.store_k)
+        closest = self.lookup.closest_counted(max(config.store_k, len(closest)))
         calls = [(r.node, self.store_query(r.token)) for r in closest if r.token is not None]
         if not calls:
             self.finish(self.done_event())

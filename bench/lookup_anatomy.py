@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         return rewrite
 
     runs: dict[str, Any] = {}
-    plan = [("defaults", None, False)]
+    Rewrite = Callable[[bytes, list[NodeInfo]], list[NodeInfo]] | None
+    plan: list[tuple[str, Rewrite, bool]] = [("defaults", None, False)]
     for name in args.oracles.split(","):
         if name == "no_dead":
             plan.append((name, None, True))

@@ -110,6 +110,12 @@ class Lookup:
     in soft timeouts. ``timeout_of``: a node's own soft timeout in seconds, if known
     (e.g. from its measured RTT), else None; a query never gets longer than
     ``soft_timeout``, and a resent one is awaited ``retry_wait`` times its own.
+    ``far_frees_slot``: a query *overtaken* by ``k`` closer known nodes (answered,
+    active or candidates) holds no slot and is not resent (its answer still counts).
+    ``group_cap``: with ``diverse``, at most this many answers of one public /16 (IPv6
+    /32) count toward the closest set (0: no cap; see :meth:`closest_counted`).
+    ``settle``: a resent query stops holding the lookup once the ``use_k`` closest
+    answers have not changed for ``settle`` soft timeouts (0: only its ``retry_wait``).
     """
 
     def __init__(
@@ -356,6 +362,7 @@ class Lookup:
                 self.retry
                 and entry.dist is not None
                 and bisect.bisect_left(self._counted, entry.dist) < self.use_k
+                and not (self.far_frees_slot and self._overtaken(entry.dist))
             ):
                 entry.state = _State.RETRIED
                 entry.deadline = now + self.retry_wait * self._timeout(entry)
@@ -551,6 +558,16 @@ class Lookup:
                 break
             taken += 1
         return taken
+
+    def _overtaken(self, dist: int) -> bool:
+        """Whether ``k`` known nodes not failed (answered and counted, active, candidates)
+        are closer than ``dist``."""
+        closer = (
+            bisect.bisect_left(self._counted, dist)
+            + bisect.bisect_left(self._active_dists, dist)
+            + bisect.bisect_left(self._cand_dists, dist)
+        )
+        return closer >= self.k
 
     @staticmethod
     def _real(entries: list[_Entry]) -> int:

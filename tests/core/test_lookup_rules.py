@@ -386,3 +386,24 @@ def test_settle_ends_the_wait_for_a_resent_query_once_the_closest_set_is_stable(
         assert not lookup.done
         lookup.handle_timer(end)
         assert lookup.done
+
+
+def test_an_overtaken_query_is_not_resent() -> None:
+    lookup = Lookup(
+        ZERO,
+        k=1,
+        alpha=1,
+        soft_timeout=1.0,
+        wait_for_stalled=False,
+        retry=True,
+        far_frees_slot=True,
+    )
+    far, near = node(100), node(5)
+    lookup.add_candidates([far])
+    assert lookup.next_queries(0.0) == [far]
+    lookup.add_candidates([near])
+    assert lookup.next_queries(0.5) == [near]
+    assert lookup.next_queries(1.0) == []  # far's soft deadline: overtaken, not resent
+    assert lookup.resent_count == 0 and lookup.stalled_count == 1
+    assert lookup.next_queries(1.5) == [near]  # near's: resent
+    assert lookup.resent_count == 1

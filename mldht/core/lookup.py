@@ -23,7 +23,10 @@ Following the8472/mldht, three concerns are kept apart:
   timeout (:meth:`Lookup.on_failure`) ends a stalled query. With ``retry``, a query past
   its soft deadline is first sent once more (a lost datagram is the likelier cause on a
   live node) and is *retried*: out of its slot, but still awaited for one more soft
-  timeout before it stalls;
+  timeout before it stalls (with ``settle``: only until the closest answers have been
+  stable that long). With ``far_frees_slot`` a query that ``k`` closer known nodes have
+  *overtaken* frees its slot at once and is not resent: rounds do not wait in
+  lock-step for the slowest answers of an earlier, farther round;
 * IP diversity (``diverse``, libtorrent's restrict_search_ips, S/Kademlia): at most one
   node per public /24 (IPv6 /64) among the candidates, queries and closest set, so that
   one host or one small network answering with made-up ids on its own ports cannot fill

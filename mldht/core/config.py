@@ -85,6 +85,25 @@ class NodeConfig:
     [``soft_timeout_min``, the lookup's soft timeout]) instead of the median's. Off: at
     10^4 simulated nodes it gained 0.07 round trips (4.80 -> 4.73), within noise, and
     bench/sybil.py found the peer in 94.5% of trials (< 95%)."""
+    lookup_far_frees_slot: bool = True
+    """A lookup query to a node that closer answers and candidates have overtaken (it is
+    no longer among the ``lookup_k`` closest known) frees its query slot at once and is
+    not resent; it stays in flight and its answer still counts. 10^4 simulated nodes
+    (with ``lookup_settle`` 0.5): median 4.86 -> 4.01 round trips, p95 8.34 -> 6.66,
+    28.9 -> 30.9 queries (bench/lookup_sim.py)."""
+    lookup_settle: float = 0.5
+    """With ``lookup_retry``: a resent lookup query stops holding the lookup once the
+    ``k`` closest answers have not changed for this many soft timeouts (0: it holds
+    until its own ``lookup_retry_wait`` is over). Most resent queries went to dead
+    nodes; 0.25 ended lookups a little sooner but found the exact closest 8 less often
+    (89% instead of 91% at 10^4 simulated nodes)."""
+    lookup_group_cap: int = 2
+    """With ``restrict_search_ips``: answers from one public /16 (IPv6 /32) that count
+    toward a lookup's closest set, at most (0: no cap). Answers beyond the cap stay
+    known (and get stores) but the lookup goes on until ``lookup_k`` answers of other
+    networks are in, so a few networks holding made-up ids near a target cannot crowd
+    the honest nodes out of the closest set (bench/sybil.py: 5 attacker /24s in one /16
+    held 5 of 10 places; with the cap, shorter waits keep >= 95% of peers found)."""
     restrict_search_ips: bool = True
     """At most one node per public /24 (IPv6 /64) among a lookup's candidates and closest
     set (libtorrent's dht_restrict_search_ips): one host cannot fill a lookup with

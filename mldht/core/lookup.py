@@ -23,7 +23,10 @@ Following the8472/mldht, three concerns are kept apart:
   timeout (:meth:`Lookup.on_failure`) ends a stalled query. With ``retry``, a query past
   its soft deadline is first sent once more (a lost datagram is the likelier cause on a
   live node) and is *retried*: out of its slot, but still awaited for one more soft
-  timeout before it stalls;
+  timeout before it stalls (with ``settle``: only until the closest answers have been
+  stable that long). With ``far_frees_slot`` a query that ``k`` closer known nodes have
+  *overtaken* frees its slot at once and is not resent: rounds do not wait in
+  lock-step for the slowest answers of an earlier, farther round;
 * IP diversity (``diverse``, libtorrent's restrict_search_ips, S/Kademlia): at most one
   node per public /24 (IPv6 /64) among the candidates, queries and closest set, so that
   one host or one small network answering with made-up ids on its own ports cannot fill
@@ -110,6 +113,12 @@ class Lookup:
     in soft timeouts. ``timeout_of``: a node's own soft timeout in seconds, if known
     (e.g. from its measured RTT), else None; a query never gets longer than
     ``soft_timeout``, and a resent one is awaited ``retry_wait`` times its own.
+    ``far_frees_slot``: a query *overtaken* by ``k`` closer known nodes (answered,
+    active or candidates) holds no slot and is not resent (its answer still counts).
+    ``group_cap``: with ``diverse``, at most this many answers of one public /16 (IPv6
+    /32) count toward the closest set (0: no cap; see :meth:`storers`).
+    ``settle``: a resent query stops holding the lookup once the ``use_k`` closest
+    answers have not changed for ``settle`` soft timeouts (0: only its ``retry_wait``).
     """
 
     def __init__(
@@ -128,6 +137,9 @@ class Lookup:
         use_k: int | None = None,
         retry_wait: float = 1.0,
         timeout_of: Callable[[NodeInfo], float | None] | None = None,
+        far_frees_slot: bool = False,
+        group_cap: int = 0,
+        settle: float = 0.0,
     ) -> None:
         if len(target) != ID_LEN:
             raise InvalidArgument(f"lookup target must be {ID_LEN} bytes, got {len(target)}")
@@ -149,6 +161,9 @@ class Lookup:
         self.retry = retry
         self.retry_wait = retry_wait
         self.timeout_of = timeout_of
+        self.far_frees_slot = far_frees_slot
+        self.group_cap = group_cap if diverse else 0
+        self.settle = settle
         self.use_k = k if use_k is None else min(k, max(1, use_k))
         self.diverse = diverse
         self._local_ok = local_allowed(local_network)
@@ -175,6 +190,15 @@ class Lookup:
         # The closest set: sorted distances of responded nodes and their answers.
         self._resp_dists: list[int] = []
         self._resp: dict[int, Responded] = {}
+        # With ``group_cap``: the /16 (/32) of each answer that has one, and the sorted
+        # distances of the answers that count toward the closest set (all of them
+        # without a cap: the same list).
+        self._groups: dict[int, bytes] = {}
+        self._counted: list[int] = self._resp_dists
+        # With ``settle``: when the use_k closest counted answers last changed, and the
+        # latest time the caller gave us.
+        self._changed_at = 0.0
+        self._now = 0.0
 
         # Routers that join the closest set once they answer (a bootstrap node the user
         # named is an ordinary node whose id we learn only from its answer).
@@ -272,14 +296,14 @@ class Lookup:
         if self._resend:
             resent = [e.node for e in self._resend]
             self._resend.clear()
-        slots = self.alpha - len(self._active)
+        slots = self.alpha - self._slots_taken()
         chosen: list[_Entry] = []
         for dist in self._cand_dists:
             if len(chosen) >= slots:
                 break
             # Chosen candidates are closer than ``dist`` and about to be active.
             closer = (
-                bisect.bisect_left(self._resp_dists, dist)
+                bisect.bisect_left(self._counted, dist)
                 + bisect.bisect_left(self._active_dists, dist)
                 + len(chosen)
             )
@@ -320,12 +344,18 @@ class Lookup:
         """The earliest soft deadline of the active and retried queries, or ``None``."""
         if not self._active and not self._retried:
             return None
-        return min(entry.deadline for d in (self._active, self._retried) for entry in d.values())
+        first = min(entry.deadline for d in (self._active, self._retried) for entry in d.values())
+        if self._retried and self.settle > 0:
+            settled = self._changed_at + self.settle * self.soft_timeout
+            if self._now < settled < first:
+                return settled
+        return first
 
     def handle_timer(self, now: float) -> None:
         """Move active queries whose soft deadline has passed to stalled, freeing slots
         (with ``retry``: to retried, to be sent again by :meth:`next_queries`; a
         retried query stalls at its second soft deadline)."""
+        self._now = max(self._now, now)
         expired = [e for e in self._active.values() if e.deadline <= now]
         for entry in expired:
             del self._active[entry.node.addr]
@@ -334,7 +364,8 @@ class Lookup:
             if (
                 self.retry
                 and entry.dist is not None
-                and bisect.bisect_left(self._resp_dists, entry.dist) < self.use_k
+                and bisect.bisect_left(self._counted, entry.dist) < self.use_k
+                and not (self.far_frees_slot and self._overtaken(entry.dist))
             ):
                 entry.state = _State.RETRIED
                 entry.deadline = now + self.retry_wait * self._timeout(entry)
@@ -370,6 +401,7 @@ class Lookup:
         place itself near the target), though the nodes it returned are still used.
         A router's answer feeds the candidates only.
         """
+        self._now = max(self._now, now)
         entry = self._finish(node.addr)
         if entry is None:
             return
@@ -386,18 +418,14 @@ class Lookup:
                 ):
                     entry.node = node
                     entry.dist = self._target_int ^ int.from_bytes(node.id, "big")
-                    bisect.insort(self._resp_dists, entry.dist)
-                    self._resp[entry.dist] = Responded(node, token, payload, now - entry.sent_at)
-                    self._prune_candidates()
+                    self._answered(entry, Responded(node, token, payload, now - entry.sent_at), now)
         elif node.id != entry.node.id:
             entry.state = _State.FAILED
             self._failed += 1
         else:
             entry.state = _State.RESPONDED
             self._responded += 1
-            bisect.insort(self._resp_dists, entry.dist)
-            self._resp[entry.dist] = Responded(entry.node, token, payload, now - entry.sent_at)
-            self._prune_candidates()
+            self._answered(entry, Responded(entry.node, token, payload, now - entry.sent_at), now)
         self.add_candidates(nodes, source=entry.node)
 
     def on_failure(self, node: NodeInfo, now: float) -> None:
@@ -424,8 +452,9 @@ class Lookup:
         never hold the lookup once a real node has answered, whether or not ``k`` did:
         only a lookup that has heard nothing at all waits for their hard timeout.
         """
-        if len(self._resp_dists) >= self.k:
-            bar = self._resp_dists[self.k - 1]
+        counted = self._counted
+        if len(counted) >= self.k:
+            bar = counted[self.k - 1]
             if self._cand_dists and self._cand_dists[0] < bar:
                 return False
             # With wait_for_stalled=False, stalled queries (past the soft timeout) do not
@@ -436,8 +465,11 @@ class Lookup:
             if self._active_dists and self._active_dists[0] < bar:
                 return False
             # A retried query (resent at its soft deadline) holds the lookup only if it
-            # could enter the ``use_k`` closest the caller uses.
-            bar = self._resp_dists[self.use_k - 1]
+            # could enter the ``use_k`` closest the caller uses, and with ``settle`` only
+            # until those have not changed for ``settle`` soft timeouts.
+            if self.settle > 0 and self._now >= self._changed_at + self.settle * self.soft_timeout:
+                return True
+            bar = counted[self.use_k - 1]
             return not any(e.dist is not None and e.dist < bar for e in self._retried.values())
         if self._cand_dists or self._routers or self._active or self._retried:
             return False
@@ -451,6 +483,29 @@ class Lookup:
         """
         count = self.k if n is None else n
         return [self._resp[d] for d in self._resp_dists[:count]]
+
+    def storers(self, n: int) -> list[Responded]:
+        """The answers a store goes to, closest first: those that gave a token, up to the
+        ``n``-th that counts toward the closest set. A node withholding its token (a full
+        store, BEP 33) hands its place to the next, as libtorrent's find_data::done does;
+        with ``group_cap`` the answers beyond a /16's (/32's) cap come too (a store to the
+        ``n`` closest of distinct networks reaches them all, the crowded network's too)."""
+        out: list[Responded] = []
+        seen: dict[bytes, int] = {}
+        for dist in self._resp_dists:
+            answer = self._resp[dist]
+            if answer.token is None:
+                continue
+            out.append(answer)
+            group = self._groups.get(dist)
+            if group is not None:
+                seen[group] = held = seen.get(group, 0) + 1
+                if held > self.group_cap:
+                    continue
+            n -= 1
+            if n <= 0:
+                break
+        return out
 
     def all_responded(self) -> list[Responded]:
         """Every answer received from a real node, closest first."""
@@ -500,9 +555,34 @@ class Lookup:
 
     def _bar(self) -> int | None:
         """Distance of the k-th closest answer: nothing farther can ever matter again."""
-        if len(self._resp_dists) >= self.k:
-            return self._resp_dists[self.k - 1]
+        if len(self._counted) >= self.k:
+            return self._counted[self.k - 1]
         return None
+
+    def _slots_taken(self) -> int:
+        """Active queries holding a query slot: all of them, or with ``far_frees_slot``
+        only those among the ``k`` closest nodes known and not failed (answered, active or
+        candidate) and routers: a query that closer answers and candidates have overtaken
+        stays in flight (its answer still counts) but no longer holds back a closer one."""
+        if not self.far_frees_slot:
+            return len(self._active)
+        taken = len(self._active) - len(self._active_dists)  # routers
+        resp, cand, k = self._counted, self._cand_dists, self.k
+        for i, dist in enumerate(self._active_dists):
+            if i + bisect.bisect_left(resp, dist) + bisect.bisect_left(cand, dist) >= k:
+                break
+            taken += 1
+        return taken
+
+    def _overtaken(self, dist: int) -> bool:
+        """Whether ``k`` known nodes not failed (answered and counted, active, candidates)
+        are closer than ``dist``."""
+        closer = (
+            bisect.bisect_left(self._counted, dist)
+            + bisect.bisect_left(self._active_dists, dist)
+            + bisect.bisect_left(self._cand_dists, dist)
+        )
+        return closer >= self.k
 
     @staticmethod
     def _real(entries: list[_Entry]) -> int:
@@ -516,6 +596,36 @@ class Lookup:
             if own is not None and own < timeout:
                 timeout = own
         return timeout
+
+    def _answered(self, entry: _Entry, answer: Responded, now: float) -> None:
+        """``entry`` (its distance known) answered: into the closest set."""
+        dist = entry.dist
+        assert dist is not None
+        bisect.insort(self._resp_dists, dist)
+        self._resp[dist] = answer
+        if self.group_cap > 0:
+            if entry.subnet is not None:
+                # a /24 key is 3 bytes, a /64 key 8: the /16 is its first 2, the /32 4
+                self._groups[dist] = entry.subnet[: 2 if len(entry.subnet) == 3 else 4]
+            self._recount()
+        if bisect.bisect_left(self._counted, dist) < self.use_k:
+            self._changed_at = now
+        self._prune_candidates()
+
+    def _recount(self) -> None:
+        """The answers that count: at most ``group_cap`` per /16 (/32), closest first."""
+        seen: dict[bytes, int] = {}
+        counted: list[int] = []
+        cap = self.group_cap
+        for dist in self._resp_dists:
+            group = self._groups.get(dist)
+            if group is not None:
+                held = seen.get(group, 0)
+                seen[group] = held + 1
+                if held >= cap:
+                    continue
+            counted.append(dist)
+        self._counted = counted
 
     def _send(self, entry: _Entry, now: float) -> None:
         entry.state = _State.ACTIVE

@@ -243,6 +243,9 @@ class LookupOp(Operation):
             use_k=config.k,
             retry_wait=config.lookup_retry_wait,
             timeout_of=self._node_timeout if adaptive and config.node_rtt_timeout else None,
+            far_frees_slot=config.lookup_far_frees_slot,
+            group_cap=config.lookup_group_cap,
+            settle=config.lookup_settle,
         )
         self._use_table = use_table
 

@@ -68,12 +68,8 @@ class StoringLookup(LookupOp):
         self.storing = True
         self.prepare_store()
         config = self.ctx.config
-        # The store_k closest nodes that gave a token, however far down the answers: a
-        # node that withholds its token (a full store, BEP 33) hands its place to the
-        # next one, as libtorrent's find_data::done does.
-        count = max(config.store_k, len(closest))
-        tokens = [(r.node, r.token) for r in self.lookup.all_responded() if r.token is not None]
-        calls = [(node, self.store_query(token)) for node, token in tokens[:count]]
+        storers = self.lookup.storers(max(config.store_k, len(closest)))
+        calls = [(r.node, self.store_query(r.token)) for r in storers if r.token is not None]
         if not calls:
             self.finish(self.done_event())
             return

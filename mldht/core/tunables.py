@@ -41,6 +41,9 @@ class Tunables(TypedDict, total=False):
     lookup_retry: bool
     lookup_retry_wait: float
     node_rtt_timeout: bool
+    lookup_far_frees_slot: bool
+    lookup_group_cap: int
+    lookup_settle: float
     restrict_search_ips: bool
     restrict_ips: bool
     enforce_node_id: bool

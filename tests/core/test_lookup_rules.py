@@ -293,3 +293,131 @@ def test_a_node_with_its_own_timeout_stalls_and_is_awaited_by_its_own_clock() ->
     assert not lookup.done
     lookup.handle_timer(0.31)
     assert lookup.done and lookup.stalled_count == 1
+
+
+def test_an_overtaken_query_frees_its_slot_with_far_frees_slot() -> None:
+    """A query no longer among the k closest known nodes stops holding a slot (its
+    answer still counts); without the rule it holds it until answered or timed out."""
+    for frees in (False, True):
+        lookup = Lookup(ZERO, k=2, alpha=2, far_frees_slot=frees)
+        near, far = node(100), node(200)
+        lookup.add_candidates([near, far])
+        assert lookup.next_queries(0.0) == [near, far]
+        closer = [node(1), node(2)]
+        lookup.on_response(near, 0.1, closer)
+        # known: 1, 2 (candidates), 100 (answered), 200 (in flight, now 4th)
+        assert lookup.next_queries(0.1) == (closer if frees else closer[:1])
+        assert lookup.active_count == (3 if frees else 2)
+        lookup.on_response(far, 0.2)
+        assert [r.node for r in lookup.all_responded()] == [near, far]
+
+
+def test_an_overtaken_query_holds_its_slot_again_when_closer_ones_fail() -> None:
+    lookup = Lookup(ZERO, k=1, alpha=1, far_frees_slot=True)
+    far, near = node(200), node(5)
+    lookup.add_candidates([far])
+    assert lookup.next_queries(0.0) == [far]
+    lookup.add_candidates([near])  # far is overtaken: its slot goes to near
+    assert lookup.next_queries(0.0) == [near]
+    lookup.on_failure(near, 0.5)
+    lookup.add_candidates([node(300)])
+    assert lookup.next_queries(0.5) == []  # far is among the k closest again
+    lookup.on_response(far, 0.6)
+    assert lookup.done
+
+
+def _crowd_lookup(cap: int) -> tuple[Lookup, list[NodeInfo], list[NodeInfo]]:
+    """Three nodes of one /16 (distinct /24s) nearest ZERO, three honest ones farther,
+    each in its own /16; the three nearest asked first, and answered."""
+    crowd = [_pub(1 + i, ip=f"66.6.{i}.1") for i in range(3)]
+    honest = [_pub(10 * (i + 1), ip=f"{30 + i}.0.0.1") for i in range(3)]
+    lookup = Lookup(ZERO, k=3, alpha=6, wait_for_stalled=False, group_cap=cap)
+    lookup.add_candidates([*crowd, *honest])
+    assert lookup.next_queries(0.0) == crowd  # a /16 is known once its nodes answer
+    for n in crowd:
+        lookup.on_response(n, 0.1, token=b"t")
+    return lookup, crowd, honest
+
+
+def test_group_cap_counts_few_answers_of_one_16_toward_the_closest_set() -> None:
+    lookup, crowd, honest = _crowd_lookup(0)
+    assert lookup.done and [r.node for r in lookup.storers(3)] == crowd
+    lookup, crowd, honest = _crowd_lookup(1)
+    assert not lookup.done  # only one of the crowd counts: two honest answers are due
+    assert lookup.next_queries(0.1) == honest[:2]
+    lookup.on_response(honest[0], 0.2, token=b"t")
+    assert not lookup.done
+    lookup.on_response(honest[1], 0.2, token=b"t")
+    assert lookup.done
+    # the closest set is still by distance; the stores reach every answer up to the 3rd
+    # that counts, the crowd's included
+    assert [r.node for r in lookup.closest()] == crowd
+    assert [r.node for r in lookup.storers(3)] == [*crowd, *honest[:2]]
+
+
+def test_group_cap_exempts_local_addresses_and_needs_diversity() -> None:
+    local = [NodeInfo(id_from_int(i + 1), (f"10.0.{i}.1", 6881)) for i in range(3)]
+    for lookup in (
+        Lookup(ZERO, k=3, alpha=3, group_cap=1),
+        Lookup(ZERO, k=3, alpha=3, group_cap=1, diverse=False),
+    ):
+        nodes = local if lookup.diverse else [_pub(1 + i, ip=f"66.6.{i}.1") for i in range(3)]
+        lookup.add_candidates(nodes)
+        for n in lookup.next_queries(0.0):
+            lookup.on_response(n, 0.1)
+        assert lookup.done
+
+
+def test_settle_ends_the_wait_for_a_resent_query_once_the_closest_set_is_stable() -> None:
+    """A retried query holds the lookup until its own retry wait is over, or with
+    ``settle`` until the closest answers have not changed for that many soft timeouts."""
+    for settle, end in ((0.0, 2.0), (0.5, 1.6)):
+        lookup = Lookup(
+            ZERO, k=1, alpha=1, soft_timeout=1.0, wait_for_stalled=False, retry=True, settle=settle
+        )
+        a, b = node(1), node(2)
+        lookup.add_candidates([a, b])
+        assert lookup.next_queries(0.0) == [a]
+        assert lookup.next_queries(1.0) == [a, b]  # a resent, b asked
+        lookup.on_response(b, 1.1)  # the closest set changes at 1.1
+        assert not lookup.done
+        assert lookup.next_deadline() == pytest.approx(end)
+        lookup.handle_timer(end - 0.01)
+        assert not lookup.done
+        lookup.handle_timer(end)
+        assert lookup.done
+
+
+def test_an_overtaken_query_is_not_resent() -> None:
+    lookup = Lookup(
+        ZERO,
+        k=1,
+        alpha=1,
+        soft_timeout=1.0,
+        wait_for_stalled=False,
+        retry=True,
+        far_frees_slot=True,
+    )
+    far, near = node(100), node(5)
+    lookup.add_candidates([far])
+    assert lookup.next_queries(0.0) == [far]
+    lookup.add_candidates([near])
+    assert lookup.next_queries(0.5) == [near]
+    assert lookup.next_queries(1.0) == []  # far's soft deadline: overtaken, not resent
+    assert lookup.resent_count == 0 and lookup.stalled_count == 1
+    assert lookup.next_queries(1.5) == [near]  # near's: resent
+    assert lookup.resent_count == 1
+
+
+def test_storers_pass_over_answers_without_a_token() -> None:
+    """A node that withholds its token (a full store, BEP 33) hands its place in the
+    store phase to the next closest answer that gave one."""
+    nodes = [node(i + 1) for i in range(4)]
+    lookup = Lookup(ZERO, k=4, alpha=4, wait_for_stalled=False)
+    lookup.add_candidates(nodes)
+    assert lookup.next_queries(0.0) == nodes
+    lookup.on_response(nodes[0], 0.1)  # no token
+    for n in nodes[1:]:
+        lookup.on_response(n, 0.1, token=b"t")
+    assert [r.node for r in lookup.storers(2)] == nodes[1:3]
+    assert [r.node for r in lookup.storers(10)] == nodes[1:]

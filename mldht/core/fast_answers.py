@@ -49,6 +49,8 @@ class Answerer(QueryHandlers):
         self._ping_querier = ping
         self._nid = b""
         self._id_item = b""
+        self._version: bytes | None = b""
+        self._tail = b""
 
     def answer(self, d: Any, addr: Addr, now: float) -> bool:
         """Answer ``d`` (a decoded datagram from ``addr``) if it is a ping, find_node or
@@ -67,9 +69,11 @@ class Answerer(QueryHandlers):
         if config.read_only:
             return False
         nid = ctx.node_id
-        if nid is not self._nid:
+        if nid is not self._nid or config.version is not self._version:
             self._nid = nid
             self._id_item = b"2:id20:" + nid
+            self._version = config.version
+            self._tail = reply_tail(config.version)
         q = d.get(b"q")
         if q == b"ping":
             items = self._id_item
@@ -88,7 +92,15 @@ class Answerer(QueryHandlers):
         stats = ctx.stats
         stats["queries_in"] += 1
         self._queries_in[q] += 1
-        if ctx.routing.queried(sid, addr, now):
+        routing = ctx.routing
+        entry = routing.by_id.get(sid)
+        if (
+            entry is not None
+            and entry.node.addr == addr
+            and not (entry.fails and entry.in_table and entry.fails >= routing.max_fails)
+        ):
+            entry.last_query = now  # RoutingTable.queried for a querier it knows, inlined
+        elif routing.queried(sid, addr, now):
             self._ping_querier(addr, now)
         n = len(t)
         data = b"".join(
@@ -97,7 +109,7 @@ class Answerer(QueryHandlers):
                 items,
                 T_KEYS[n] if n < 64 else b"e1:t%d:" % n,
                 t,
-                reply_tail(config.version),
+                self._tail,
             )
         )
         if config.send_rate > 0 and not ctx.spend_reply(len(data)):

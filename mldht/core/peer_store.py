@@ -178,7 +178,7 @@ class PeerStore:
         self._last_reclaim = -math.inf
         self._n_infohashes = 0
         self._n_peers = 0
-        self._sources: dict[str, bytes | None] = {}
+        self._sources: dict[str, tuple[bytes, bytes | None]] = {}
 
     # -- clock and bookkeeping ------------------------------------------------------------
 
@@ -490,8 +490,8 @@ class PeerStore:
         """
         infohash = bytes(infohash)
         if source is not None:
-            packed = self._source(source)
-            if packed is None:
+            packed = self._source(source)[0]
+            if not packed:
                 return False
             rel = self._clock(now) if now is not None else self._last_rel
             return self._accepts(infohash, packed, self._live(infohash, rel), rel)
@@ -506,22 +506,21 @@ class PeerStore:
             return self._count(infohash) < self.max_peers_per_infohash
         return self._n_infohashes < self.max_infohashes
 
-    def _source(self, ip: str) -> bytes | None:
-        """The packed (unmapped) address of ``ip`` if announces from it are admissible,
-        else None; kept per ip (the same queriers come back; new ones churn the cache)."""
-        known = self._sources.get(ip, b"")
-        if known is None or known:
-            return known
-        try:
-            packed: bytes | None = ip_to_bytes(ip, unmap=True)
-        except ValueError:
-            packed = None
-        if packed is not None and not self._admissible(packed):
-            packed = None
-        if len(self._sources) >= _SOURCES_KEPT:
-            self._sources.clear()
-        self._sources[ip] = packed
-        return packed
+    def _source(self, ip: str) -> tuple[bytes, bytes | None]:
+        """``ip`` packed (unmapped) and its source (/24, /64; None when local), or
+        ``(b"", None)`` when announces from it are not admissible; kept per ip."""
+        known = self._sources.get(ip)
+        if known is None:
+            try:
+                packed = ip_to_bytes(ip, unmap=True)
+            except ValueError:
+                packed = b""
+            ok = packed and self._admissible(packed)
+            known = (packed, source_of_packed(packed)) if ok else (b"", None)
+            if len(self._sources) >= _SOURCES_KEPT:
+                self._sources.clear()
+            self._sources[ip] = known
+        return known
 
     def _accepts(
         self, infohash: bytes, packed: bytes, live: list[tuple[bytes, int]], rel: float
@@ -541,17 +540,26 @@ class PeerStore:
     def for_reply(
         self, infohash: bytes, now: float, ip: str, family: int
     ) -> tuple[bytes | None, list[tuple[bytes, int]]]:
-        """What a ``get_peers`` answer to a querier at ``ip`` needs, the info-hash looked
-        up once: the querier's packed address if :meth:`can_accept` holds for it (a token
-        is due), else None; and the live record arrays of ``family`` (4 or 6) with their
-        record size, to pick values from (:func:`~mldht.core.peer_records.pick_values`)."""
+        """For a ``get_peers`` answer to ``ip``, the info-hash looked up once: ``ip``
+        packed if :meth:`can_accept` holds for it (a token is due), else None; the live
+        record arrays of ``family`` (4 or 6) and their record size (for pick_values)."""
         rel = self._clock(now)
-        live = self._live(infohash, rel)
-        packed = self._source(ip)
-        if packed is not None and not self._accepts(infohash, packed, live, rel):
-            packed = None
+        packed, src = self._sources.get(ip) or self._source(ip)
+        if infohash not in self._by_family[0] and infohash not in self._by_family[1]:
+            rec = self._single_live(infohash, rel)
+            if rec is None:  # not stored (most asked are not): _accepts of no records
+                if packed and (
+                    self._n_infohashes >= self.max_infohashes
+                    or (src is not None and self._book.peers(src) >= self.max_peers_per_source)
+                ):
+                    packed = packed if self._accepts(infohash, packed, [], rel) else b""
+                return packed or None, []
+            live = [(rec, REC4)]
+        else:
+            live = self._live(infohash, rel)
+        ok = packed and self._accepts(infohash, packed, live, rel)
         want = REC4 if family == 4 else REC6
-        return packed, [p for p in live if p[1] == want]
+        return (packed if ok else None), [p for p in live if p[1] == want]
 
     def get_values(
         self,
@@ -583,21 +591,9 @@ class PeerStore:
             return []
         return pick_values(pools, max_count, rng or self._rng, noseed, max_bytes)
 
-    def get_peers(
-        self,
-        infohash: bytes,
-        now: float,
-        max_count: int = 50,
-        *,
-        noseed: bool = False,
-        rng: random.Random | None = None,
-        family: int | None = None,
-        max_bytes: int = DEFAULT_VALUES_BUDGET,
-    ) -> list[Addr]:
-        """Like :meth:`get_values`, decoded to ``(ip, port)`` pairs."""
-        values = self.get_values(
-            infohash, now, max_count, noseed=noseed, rng=rng, family=family, max_bytes=max_bytes
-        )
+    def get_peers(self, infohash: bytes, now: float, max_count: int = 50, **kw: Any) -> list[Addr]:
+        """Like :meth:`get_values` (the same keyword arguments), decoded to (ip, port)."""
+        values = self.get_values(infohash, now, max_count, **kw)
         return [(ip_from_bytes(v[:-2]), int.from_bytes(v[-2:], "big")) for v in values]
 
     def counts(self, infohash: bytes, now: float) -> tuple[int, int]:

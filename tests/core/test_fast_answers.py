@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from mldht.core.bencode import bencode
 from mldht.core.compact import Addr, NodeInfo
 from mldht.core.node import NodeConfig, NodeState
@@ -20,15 +22,16 @@ SOURCES: list[Addr] = [
 ]
 
 
-def _node(lane: bool) -> tuple[NodeState, list[bool]]:
+def _node(lane: bool, limits: dict[str, int]) -> tuple[NodeState, list[bool]]:
     rng = random.Random(7)
-    node = NodeState(OWN, rng, 0.0, NodeConfig(rate_limit=0, send_rate=0))
+    node = NodeState(OWN, rng, 0.0, NodeConfig(rate_limit=0, send_rate=0, **limits))
     for i in range(60):
         node.routing.node_responded(NodeInfo(rng.randbytes(20), (f"8.8.{i}.1", 6881)), 0.0)
     node.routing.node_responded(NodeInfo(b"\x42" * 20, SOURCES[1]), 0.0)  # a known querier
     for i in range(30):  # peers of one info-hash, from several /24s
         node.peer_store.announce(b"\x33" * 20, (f"20.0.{i}.9", 5000 + i), 0.0)
     node.peer_store.announce(b"\x34" * 20, ("30.0.0.1", 4000), 0.0)
+    node.peer_store.announce(b"\x35" * 20, ("9.9.9.9", 999), 0.0)  # a querier as a peer
     taken: list[bool] = []
     fast = node._fast
 
@@ -65,11 +68,17 @@ def _queries(rng: random.Random) -> list[bytes]:
     return out
 
 
-def test_the_fast_lane_answers_as_the_general_path() -> None:
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"max_infohashes": 2}, {"max_peers_per_source": 1}, {"max_peers_per_infohash": 30}],
+)
+def test_the_fast_lane_answers_as_the_general_path(limits: dict[str, int]) -> None:
+    """Tokens withheld as can_accept says too: a full store, a source at its quota, a
+    full info-hash."""
     queries = _queries(random.Random(3))
     results = []
     for lane in (True, False):
-        node, taken = _node(lane)
+        node, taken = _node(lane, limits)
         sent = []
         for n, data in enumerate(queries):
             node.receive_datagram(data, SOURCES[n % len(SOURCES)], 10.0 + n)
@@ -81,4 +90,10 @@ def test_the_fast_lane_answers_as_the_general_path() -> None:
     assert 150 < sum(fast_taken) < len(queries), "most, not all, went the fast lane"
     assert any(b"6:valuesl" in d for batch in fast_sent for d, _ in batch)
     assert any(b"5:token" in d for batch in fast_sent for d, _ in batch)
+    withheld = [
+        n
+        for n, batch in enumerate(fast_sent)
+        if b"9:get_peers" in queries[n] and batch and b"5:token" not in batch[-1][0]
+    ]
+    assert bool(withheld) == bool(limits), "get_peers answers without a token"
     assert fast_stats["internal_errors"] == 0

@@ -24,7 +24,10 @@ SOURCES: list[Addr] = [
 
 def _node(lane: bool, limits: dict[str, int]) -> tuple[NodeState, list[bool]]:
     rng = random.Random(7)
-    node = NodeState(OWN, rng, 0.0, NodeConfig(rate_limit=0, send_rate=0, **limits))
+    config = NodeConfig(rate_limit=0, send_rate=0)
+    for name, value in limits.items():
+        setattr(config, name, value)
+    node = NodeState(OWN, rng, 0.0, config)
     for i in range(60):
         node.routing.node_responded(NodeInfo(rng.randbytes(20), (f"8.8.{i}.1", 6881)), 0.0)
     node.routing.node_responded(NodeInfo(b"\x42" * 20, SOURCES[1]), 0.0)  # a known querier

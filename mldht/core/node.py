@@ -251,7 +251,8 @@ class NodeState:
         stats = self.stats
         self._ctx.now = now
         stats["bytes_in"] += len(data)
-        verdict = self._admission.admit(addr, now)
+        admission = self._admission
+        verdict = admission.admit(addr, now) if admission.rate > 0 else None
         if verdict is not None:
             stats["dropped"] += 1
             if verdict == "rate":

@@ -19,7 +19,7 @@ this one, where ``d`` is one more than the longest prefix the target shares with
 neighbours in the sorted ids and than any two adjacent entries of its block share (then
 the bisection, the block and the XOR order of the block's entries are decided by those
 ``d`` bits alone); when ``d <= 16`` the answer is stored in all the cells of that prefix,
-and the next target there costs one list index (a sort of the block's 10-20 160-bit ints
+and the next target there costs two indexings (a sort of the block's 10-20 160-bit ints
 cost ~30k instructions). Targets in a cell holding an entry's id, or near our own id
 where the table is dense, are answered by computing, every time.
 
@@ -31,6 +31,7 @@ Bad entries (``max_fails`` queries unanswered) are left out of the snapshot, as
 from __future__ import annotations
 
 import itertools
+from array import array
 from bisect import bisect_left
 
 from .compact import NodeInfo, encode_nodes, encode_peer
@@ -39,7 +40,10 @@ from .routing import RoutingTable
 __all__ = ["Nearest"]
 
 CELL_BITS = 16
-"""Bits of a target that select its answer cell (2^16 cells: a 512 KiB list)."""
+"""Bits of a target that select its answer cell (2^16 cells: a 128 KiB array)."""
+CELLS_AFTER = 1024
+"""Questions a snapshot answers before it keeps answers: only a busy node pays for the
+cells (a simulator runs 10^5 nodes in one process, each answering a few)."""
 REBUILD_AFTER = 128
 """Questions a changed table must go unchanged for before the snapshot is rebuilt."""
 _NO_RUN = 161
@@ -51,6 +55,8 @@ class Nearest:
 
     __slots__ = (
         "_adjacent",
+        "_answers",
+        "_asked",
         "_cells",
         "_changes",
         "_compact",
@@ -69,7 +75,10 @@ class Nearest:
         self._routing: RoutingTable | None = None
         self._changes = -1
         self._n = 0
-        self._cells: list[bytes | None] = []
+        self._cells: array[int] | None = None
+        """Per cell, the index of its kept answer in ``_answers`` (0: none yet)."""
+        self._answers: list[bytes] = []
+        self._asked = 0
         self._adjacent: list[int] = []
         self._seen: tuple[RoutingTable, int, int] | None = None
         self._waited = 0
@@ -95,7 +104,9 @@ class Nearest:
         ]
         # the bits adjacent entries share (their common prefix), for the cells' depth
         self._adjacent = [160 - (a ^ b).bit_length() for a, b in itertools.pairwise(ids)]
-        self._cells = [None] * (1 << CELL_BITS)
+        self._cells = None
+        self._answers = []
+        self._asked = 0
         self._key = (routing, routing.changes, n)
         self._routing, self._changes, self._n = routing, routing.changes, n
 
@@ -149,18 +160,28 @@ class Nearest:
         """The compact node string (BEP 5 ``nodes`` / BEP 32 ``nodes6``) of the ``n``
         closest good nodes of ``routing`` to ``target``, closest first."""
         if routing is self._routing and routing.changes == self._changes and n == self._n:
-            known = self._cells[target[0] << 8 | target[1]]
-            if known is not None:
-                return known
+            cells = self._cells
+            if cells is not None:
+                kept = cells[target[0] << 8 | target[1]]
+                if kept:
+                    return self._answers[kept]
+            else:
+                self._asked += 1
+                if self._asked >= CELLS_AFTER:
+                    self._cells = array("H", bytes(2 << CELL_BITS))
+                    self._answers = [b""]
         elif not self._current(routing, n):
             return encode_nodes(routing.closest(target, n))
         t = int.from_bytes(target, "big")
         order, depth = self._closest(t, n)
         nodes = b"".join(map(self._compact.__getitem__, order))
-        if depth <= CELL_BITS:  # the same answer for the 2^(16 - depth) cells of t's prefix
+        cells, answers = self._cells, self._answers
+        if cells is not None and depth <= CELL_BITS and len(answers) < 0xFFFF:
+            # the same answer for the 2^(16 - depth) cells of t's prefix
             first = (t >> (160 - depth)) << (CELL_BITS - depth)
             count = 1 << (CELL_BITS - depth)
-            self._cells[first : first + count] = [nodes] * count
+            cells[first : first + count] = array("H", [len(answers)]) * count
+            answers.append(nodes)
         return nodes
 
     def nodes(self, routing: RoutingTable, target: bytes, n: int) -> tuple[NodeInfo, ...]:

@@ -128,5 +128,6 @@ def test_kept_answers_agree_with_routing_closest(size: int, near_own: int) -> No
             targets.append((keep | noise).to_bytes(20, "big"))
     for target in targets + targets:  # the second time from the kept answers
         assert nearest.compact(table, target, 8) == encode_nodes(table.closest(target, 8))
-    kept = sum(cell is not None for cell in nearest._cells)
+    assert nearest._cells is not None, "answers are kept after CELLS_AFTER questions"
+    kept = sum(1 for cell in nearest._cells if cell)
     assert kept > len(nearest._cells) // 4, "many targets are answered from a kept answer"

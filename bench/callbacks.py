@@ -9,8 +9,10 @@ a few seconds into the run, so the paced expiry sweep runs while it is measured,
 maintenance round comes every second (its refresh lookups and pings too). Then
 ``--lookups`` get_peers lookups run at once, ``--rounds`` times. Also measured: the
 longest :meth:`~mldht.core.node.NodeState.handle_timer` call and maintenance step (CPU
-time), and the longest lag of a
-probe task sleeping 2 ms (what any other task waits, at worst). Prints one JSON object.
+time), the longest lag of a
+probe task sleeping 2 ms (what any other task waits, at worst), and every garbage
+collection by generation (CPU time; ``--gc-freeze``: ``gc.freeze()`` once the store is
+filled). Prints one JSON object.
 Goal (issue 14): no callback over 5 ms (CPU time).
 
     python bench/callbacks.py [--peers 1000000] [--lookups 200] [--swarm 100]
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -111,6 +114,45 @@ class CallbackTimer:
         asyncio.events.Handle._run = self._orig  # type: ignore[method-assign]
 
 
+class GcTimer:
+    """Times every garbage collection (``gc.callbacks``) in CPU time of the thread, by
+    generation: a long callback that is a collection shows here with its generation."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, float, int]] = []
+        """(generation, CPU seconds, objects collected) per collection."""
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.runs.append(
+                (info["generation"], time.thread_time() - self._start, info["collected"])
+            )
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            times = sorted(t for g, t, _ in self.runs if g == gen)
+            out[f"gen{gen}"] = {
+                "collections": len(times),
+                "longest_ms": round(times[-1] * 1000, 2) if times else None,
+                "over_5ms": sum(t > SLOW for t in times),
+                "total_ms": round(sum(times) * 1000, 1),
+            }
+        out["tracked_objects_at_end"] = len(gc.get_objects())
+        out["frozen_objects"] = gc.get_freeze_count()
+        return out
+
+
 def fill(state: NodeState, peers: int, expire_in: float) -> None:
     """``peers`` peers, one per info-hash, each from its own /24, expiring
     ``expire_in`` seconds after the fill ends (the store's TTL is lowered meanwhile)."""
@@ -159,7 +201,10 @@ async def measure(args: argparse.Namespace, boot: tuple[str, int]) -> dict[str, 
                 await asyncio.sleep(0.002)
                 lags.append(time.perf_counter() - t - 0.002)
 
+        if args.gc_freeze:  # what is alive now is never scanned again by a collection
+            gc.freeze()
         timer = CallbackTimer().__enter__()
+        collections = GcTimer().__enter__()
         probe_task = asyncio.create_task(probe())
         rng = random.Random(9)
         t0 = time.perf_counter()
@@ -176,6 +221,8 @@ async def measure(args: argparse.Namespace, boot: tuple[str, int]) -> dict[str, 
         done = True
         await probe_task
         timer.__exit__()
+        collections.__exit__()
+        out["gc"] = collections.summary()
         out["lookups_done"] = found
         out["peers_left"] = state.peer_store.peer_count()
         cpu, wall = sorted(timer.cpu), sorted(timer.wall)
@@ -202,6 +249,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--swarm", type=int, default=100)
     ap.add_argument("--expire-in", type=float, default=8.0)
+    ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once the store is filled")
     args = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     swarm = subprocess.Popen(
@@ -228,6 +276,7 @@ def main() -> None:
         "peers": args.peers,
         "lookups": args.lookups,
         "swarm": args.swarm,
+        "gc_freeze": args.gc_freeze,
         **result,
         "goal_no_callback_over_5ms_cpu": result["callbacks_over_5ms_cpu"] == 0,
     }

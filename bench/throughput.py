@@ -27,6 +27,9 @@ its own node id), keeps ``--window`` queries in flight in total, and sends a fix
 by the ceiling's q/s of the same round (ratios taken in the same run). Every target
 reports p50, p90 and p99 latency; ``goals`` says whether ``node_uvloop`` reaches the
 goal: ``RATIO_GOAL`` (0.6) of the ceiling with a p99 of at most ``P99_GOAL_MS`` (10 ms).
+Each target also reports the server's CPU time per answer, and its ratio to the
+ceiling's in the same round (``cpu_ratio_to_ceiling_median``): on a loaded machine the
+servers are starved unevenly and the q/s ratio swings, the CPU per answer much less.
 """
 
 from __future__ import annotations
@@ -483,6 +486,7 @@ def run_load(
         "latency_ms_p90": pct(0.9),
         "latency_ms_p99": pct(0.99),
         "server_cpu_pct": round(100 * cpu_srv / elapsed, 1),
+        "server_cpu_us_per_query": round(1e6 * cpu_srv / max(gen.answered, 1), 2),
         "generator_cpu_pct": round(100 * cpu_gen / elapsed, 1),
         "server_queries": gen.server_queries,
     }
@@ -580,9 +584,21 @@ def main(argv: list[str] | None = None) -> None:
             rs[i]["qps"] / runs["ceiling"][i]["qps"] if runs["ceiling"][i]["qps"] else 0.0
             for i in range(len(rs))
         ]
+        # CPU per answer against the ceiling's in the same round: what the ratio would
+        # be with every server at 100% of a core (a loaded machine starves them unevenly)
+        cpu_ratios = [
+            runs["ceiling"][i]["server_cpu_us_per_query"] / rs[i]["server_cpu_us_per_query"]
+            if rs[i]["server_cpu_us_per_query"]
+            else 0.0
+            for i in range(len(rs))
+        ]
         results[t] = {
             "qps_median": round(statistics.median(r["qps"] for r in rs), 1),
             "ratio_to_ceiling_median": round(statistics.median(ratios), 3),
+            "server_cpu_us_per_query_median": statistics.median(
+                r["server_cpu_us_per_query"] for r in rs
+            ),
+            "cpu_ratio_to_ceiling_median": round(statistics.median(cpu_ratios), 3),
             "latency_ms_p50_median": statistics.median(r["latency_ms_p50"] or 0 for r in rs),
             "latency_ms_p99_median": statistics.median(r["latency_ms_p99"] or 0 for r in rs),
             "server_cpu_pct_median": statistics.median(r["server_cpu_pct"] for r in rs),

@@ -101,14 +101,12 @@ def cheap_reject(data: bytes) -> str | None:
     is a dictionary: the first byte is ``d``), ``"deep"`` (nested deeper than a KRPC
     message with a BEP 44 value can be).
     """
-    if len(data) > MAX_DATAGRAM:
+    n = len(data)
+    if n > MAX_DATAGRAM:
         return "oversize"
-    if not data.startswith(b"d"):
+    if not n or data[0] != 0x64:  # d
         return "not_dict"
-    if (
-        data.count(b"l") + data.count(b"d") > _OPENER_BYTES
-        and _depth_exceeds(data, MAX_DEPTH)
-    ):
+    if data.count(b"l") + data.count(b"d") > _OPENER_BYTES and _depth_exceeds(data, MAX_DEPTH):
         return "deep"
     return None
 

@@ -12,7 +12,7 @@ import bencode2
 
 from ..errors import DecodeError, InvalidArgument
 
-__all__ = ["BValue", "DecodeError", "bdecode", "bencode"]
+__all__ = ["BValue", "DecodeError", "bdecode", "bencode", "raw_bdecode"]
 
 BValue = bytes | int | list[Any] | dict[bytes, Any]
 """A decoded bencode value: strings stay ``bytes``."""
@@ -24,6 +24,11 @@ def bdecode(data: bytes) -> Any:
         return bencode2.bdecode(data)
     except Exception as exc:  # bencode2 raises BencodeDecodeError (a ValueError) and others
         raise DecodeError(f"invalid bencode: {exc}") from None
+
+
+raw_bdecode = bencode2.bdecode
+"""The codec's own decoder, for the receive path: it raises the codec's errors (any
+exception); :func:`bdecode` then says why as a :class:`DecodeError`."""
 
 
 def bencode(value: Any) -> bytes:

@@ -130,16 +130,22 @@ class Context:
         """Answer with an ``r`` dict given as its bencoded items (the handlers' fast path;
         see :func:`~mldht.core.krpc.frame_response`)."""
         data = frame_response(t, r_items, self.config.version, addr)
-        if self.config.send_rate > 0 and not self._spend(len(data), 0.0):
-            self.stats["send_budget_replies"] += 1
+        if self.config.send_rate > 0 and not self.spend_reply(len(data)):
             return
         self.out.append((data, addr))
         self.stats["responses_out"] += 1
 
+    def spend_reply(self, size: int) -> bool:
+        """Take a reply of ``size`` bytes from the send budget (all of it may go to
+        replies); False, counted, when it is spent: the reply is not sent."""
+        if self._spend(size, 0.0):
+            return True
+        self.stats["send_budget_replies"] += 1
+        return False
+
     def reply_error(self, t: bytes, code: int, message: str, addr: Addr) -> None:
         data = encode_error(t, code, message, version=self.config.version, ip=addr)
-        if self.config.send_rate > 0 and not self._spend(len(data), 0.0):
-            self.stats["send_budget_replies"] += 1
+        if self.config.send_rate > 0 and not self.spend_reply(len(data)):
             return
         self.out.append((data, addr))
         self.stats["errors_out"] += 1

@@ -36,6 +36,7 @@ from .responses import (
 )
 
 __all__ = [
+    "T_KEYS",
     "AnnouncePeer",
     "AnnounceResponse",
     "Error",
@@ -63,6 +64,9 @@ __all__ = [
     "encode_query",
     "encode_response",
     "frame_response",
+    "ip_head",
+    "message_from",
+    "reply_tail",
 ]
 
 MAX_SEQ = 0x7FFFFFFFFFFFFFFF
@@ -281,18 +285,22 @@ def frame_response(t: bytes, r_items: bytes, version: bytes | None, ip: Addr | N
     """A reply whose ``r`` dict is given as its bencoded items (keys sorted, without the
     enclosing ``d`` and ``e``): the envelope keys ``ip`` (BEP 42: the requester's address
     as we saw it), ``r``, ``t``, ``v``, ``y`` in their canonical order around it."""
-    head = b"d1:rd" if ip is None else _ip_head(ip)
-    tail = _TAILS.get(version) or _tail(version)
+    head = b"d1:rd" if ip is None else ip_head(ip)
+    tail = _TAILS.get(version) or reply_tail(version)
     n = len(t)
-    return b"".join((head, r_items, _T_KEY[n] if n < 64 else b"e1:t%d:" % n, t, tail))
+    return b"".join((head, r_items, T_KEYS[n] if n < 64 else b"e1:t%d:" % n, t, tail))
 
 
-_T_KEY = tuple(b"e1:t%d:" % n for n in range(64))
+T_KEYS = tuple(b"e1:t%d:" % n for n in range(64))
+"""The end of a reply's ``r`` dict and its ``t`` key, by length of the transaction id."""
 _TAILS: dict[bytes | None, bytes] = {None: b"1:y1:re"}
 
 
-def _tail(version: bytes | None) -> bytes:
+def reply_tail(version: bytes | None) -> bytes:
     """The ``v``/``y`` end of a reply (kept for a few versions: ours, mostly)."""
+    tail = _TAILS.get(version)
+    if tail is not None:
+        return tail
     tail = b"1:y1:re" if version is None else b"1:v%d:%s1:y1:re" % (len(version), version)
     if len(_TAILS) < 8:
         _TAILS[version] = tail
@@ -300,7 +308,7 @@ def _tail(version: bytes | None) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _ip_head(ip: Addr) -> bytes:
+def ip_head(ip: Addr) -> bytes:
     """A reply's start up to its ``r`` dict, with the requester's address (BEP 42): the
     same few sources ask again and again (a flood of new ones only churns the cache)."""
     packed = encode_peer(ip)
@@ -351,6 +359,12 @@ def decode_message(data: bytes) -> Message:
         d = bdecode(data)
     except DecodeError as exc:
         raise MalformedMessage(str(exc)) from None
+    return message_from(d)
+
+
+def message_from(d: object) -> Message:
+    """The message a decoded datagram holds (``d``: what :func:`bdecode` gave, which the
+    receive path has decoded already). Raises only :class:`MalformedMessage`."""
     if not isinstance(d, dict):
         raise MalformedMessage("top level is not a dict")
     t = d.get(b"t")

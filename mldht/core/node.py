@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DecodeError, InvalidArgument
 from . import bep42, bep44
 from .admission import MALFORMED_COST, Admission, cheap_reject
+from .bencode import bdecode
+from .bencode import raw_bdecode as _bdecode
 from .compact import Addr, NodeInfo
 from .config import NodeConfig
 from .context import Context
@@ -41,7 +43,8 @@ from .events import (
     Warning,
     is_terminal,
 )
-from .handlers import MAX_SALT_SIZE, MAX_VALUE_SIZE, QueryHandlers
+from .fast_answers import Answerer
+from .handlers import MAX_SALT_SIZE, MAX_VALUE_SIZE
 from .item_store import ItemStore, ItemWrite, StoredItem
 from .krpc import (
     Error,
@@ -49,8 +52,8 @@ from .krpc import (
     Ping,
     Query,
     Response,
-    decode_message,
     decode_response,
+    message_from,
 )
 from .maintenance import Bootstrapper, Maintenance
 from .operations import Call, FindNodeOp, GetOp, GetPeersOp, LookupOp, PingOp, SampleOp
@@ -151,8 +154,13 @@ class NodeState:
         self.voter = bep42.ExternalIPVoter()
         self.external_ip: str | None = None
         self._admission = Admission(config.rate_limit)
-        self._handlers = QueryHandlers(ctx, self.peer_store, self.items, self.tokens)
+        self.queries_in: dict[bytes, int] = dict.fromkeys(QUERY_METHODS, 0)
+        """Queries received, by method (``stats["queries_in"]`` is their sum)."""
+        self._handlers = Answerer(
+            ctx, self.peer_store, self.items, self.tokens, self.queries_in, self._maybe_ping
+        )
         self._answer = self._handlers.dispatch
+        self._fast = self._handlers.answer
         if sibling is not None:  # BEP 32: each answers want=n4/n6 from the other's table
             self._handlers.sibling = sibling._ctx
             sibling._handlers.sibling = ctx
@@ -166,8 +174,6 @@ class NodeState:
         self._recently_pinged: dict[Addr, float] = {}
         self.op_times = OpTimes()
         """Durations of the lookups asked of this node, by kind (for metrics)."""
-        self.queries_in: dict[bytes, int] = dict.fromkeys(QUERY_METHODS, 0)
-        """Queries received, by method (``stats["queries_in"]`` is their sum)."""
 
     # ------------------------------------------------------------------ properties
 
@@ -262,7 +268,8 @@ class NodeState:
         stats = self.stats
         self._ctx.now = now
         stats["bytes_in"] += len(data)
-        verdict = self._admission.admit(addr, now)
+        admission = self._admission
+        verdict = admission.admit(addr, now) if admission.rate > 0 else None
         if verdict is not None:
             stats["dropped"] += 1
             if verdict == "rate":
@@ -278,12 +285,23 @@ class NodeState:
             return
         try:
             try:
-                msg = decode_message(data)
-            except MalformedMessage as exc:
+                try:
+                    d = _bdecode(data)
+                except Exception:  # the decoder's own error: say why, as a malformed one
+                    d = bdecode(data)
+                if self._fast(d, addr, now):  # the common queries (core.fast_answers)
+                    return
+                msg = message_from(d)
+            except (MalformedMessage, DecodeError) as exc:
                 stats["dropped"] += 1
                 stats["dropped_malformed"] += 1
                 self._admission.charge(addr, MALFORMED_COST, now)
-                if exc.is_query and exc.t is not None and not self.config.read_only:
+                if (
+                    isinstance(exc, MalformedMessage)
+                    and exc.is_query
+                    and exc.t is not None
+                    and not self.config.read_only
+                ):
                     self._ctx.reply_error(exc.t, exc.code, exc.reason, addr)
                 return
             if isinstance(msg, Query):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
@@ -27,14 +27,18 @@ from .ids import ID_LEN
 if TYPE_CHECKING:
     import random
 
+    from .packed_table import PackedTable
+
 __all__ = [
     "REC4",
     "REC6",
+    "export_live",
     "first_live",
     "insert_sorted",
     "live_entries",
     "parse_saved",
     "pick_values",
+    "sample_keys",
     "scrape_filters",
     "split_expired",
     "stamp_at",
@@ -191,3 +195,52 @@ def live_entries(infohash: bytes | None, arr: bytes, size: int, rel: float) -> l
         for ip, port, stamp in _FORMATS[size].iter_unpack(arr)
         if stamp >> 1 > rel
     ]
+
+
+def export_live(
+    shards: Iterable[bytes], tables: Sequence[dict[bytes, bytes]], rel: float, per_chunk: int
+) -> Iterator[list[Entry]]:
+    """:meth:`PeerStore.export_chunks`: the live records of the single-peer table's
+    ``shards`` and of the general ``tables`` (IPv4, IPv6) at store time ``rel``, in
+    chunks of whole info-hashes of about ``per_chunk`` peers."""
+    keys = (list(tables[0]), list(tables[1]))
+    shards = list(shards)
+    chunk: list[Entry] = []
+    for shard in shards:
+        chunk.extend(live_entries(None, shard, ID_LEN + REC4, rel))
+        if len(chunk) >= per_chunk:
+            yield chunk
+            chunk = []
+    for fam in (0, 1):
+        table = tables[fam]
+        for ih in keys[fam]:
+            arr = table.get(ih)
+            if arr is None:
+                continue
+            chunk.extend(live_entries(ih, arr, REC4 if fam == 0 else REC6, rel))
+            if len(chunk) >= per_chunk:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def sample_keys(
+    single: PackedTable, tables: Sequence[dict[bytes, bytes]], rng: random.Random, n: int
+) -> list[bytes]:
+    """:meth:`PeerStore.sample` of a store holding many more than ``n`` info-hashes:
+    draws from the single-peer table and the general ``tables``, at most 50 n draws."""
+    v4, v6 = tables
+    general = list(v4) + [ih for ih in v6 if ih not in v4]
+    singles = len(single)
+    out: dict[bytes, None] = {}
+    for _ in range(50 * n):  # bounded: each draw succeeds about 1 in 4
+        if len(out) >= n:
+            break
+        if rng.randrange(singles + len(general)) < singles:
+            key = single.random_key(rng)
+            if key is not None:
+                out[key] = None
+        else:
+            out[rng.choice(general)] = None
+    return list(out)

@@ -42,11 +42,12 @@ from .packed_table import PackedTable, count_aligned, find_aligned
 from .peer_records import (
     REC4,
     REC6,
+    export_live,
     first_live,
     insert_sorted,
-    live_entries,
     parse_saved,
     pick_values,
+    sample_keys,
     scrape_filters,
     stamp_at,
 )
@@ -84,6 +85,7 @@ SWEEP_STEP = 2_000
 dropped counting 10 (its source's counters): about a millisecond."""
 
 _SINGLE = ID_LEN + REC4
+_SOURCES_KEPT = 4096  # querier addresses kept by PeerStore._source
 _STAMP_MAX = (1 << 31) - 1
 _VICTIM_WINDOW = 8
 """How many of the biggest owner's oldest info-hashes eviction compares by popularity."""
@@ -126,6 +128,7 @@ class PeerStore:
         "_owner",
         "_rng",
         "_single",
+        "_sources",
         "_sweep",
         "max_infohashes",
         "max_peers_per_infohash",
@@ -175,6 +178,7 @@ class PeerStore:
         self._last_reclaim = -math.inf
         self._n_infohashes = 0
         self._n_peers = 0
+        self._sources: dict[str, tuple[bytes, bytes | None]] = {}
 
     # -- clock and bookkeeping ------------------------------------------------------------
 
@@ -486,24 +490,11 @@ class PeerStore:
         """
         infohash = bytes(infohash)
         if source is not None:
-            try:
-                packed = ip_to_bytes(source, unmap=True)
-            except ValueError:
-                return False
-            if not self._admissible(packed):
+            packed = self._source(source)[0]
+            if not packed:
                 return False
             rel = self._clock(now) if now is not None else self._last_rel
-            size = REC4 if len(packed) == 4 else REC6
-            live = self._live(infohash, rel)
-            arr = next((a for a, s in live if s == size), None)
-            if arr is not None and find_aligned(arr, packed, size) >= 0:
-                return True
-            src = source_of_packed(packed)
-            if src is not None and self._source_full(infohash, packed, src, arr, rel):
-                return False
-            if live:
-                return self._count(infohash) < self.max_peers_per_infohash
-            return self._room_for_infohash(rel, src or packed, evict=False)
+            return self._accepts(infohash, packed, self._live(infohash, rel), rel)
         if now is not None:
             rel = self._clock(now)
             if self._live(infohash, rel):
@@ -514,6 +505,61 @@ class PeerStore:
         if infohash in self:
             return self._count(infohash) < self.max_peers_per_infohash
         return self._n_infohashes < self.max_infohashes
+
+    def _source(self, ip: str) -> tuple[bytes, bytes | None]:
+        """``ip`` packed (unmapped) and its source (/24, /64; None when local), or
+        ``(b"", None)`` when announces from it are not admissible; kept per ip."""
+        known = self._sources.get(ip)
+        if known is None:
+            try:
+                packed = ip_to_bytes(ip, unmap=True)
+            except ValueError:
+                packed = b""
+            ok = packed and self._admissible(packed)
+            known = (packed, source_of_packed(packed)) if ok else (b"", None)
+            if len(self._sources) >= _SOURCES_KEPT:
+                self._sources.clear()
+            self._sources[ip] = known
+        return known
+
+    def _accepts(
+        self, infohash: bytes, packed: bytes, live: list[tuple[bytes, int]], rel: float
+    ) -> bool:
+        """:meth:`can_accept` for an admissible source, ``live`` its info-hash's arrays."""
+        size = REC4 if len(packed) == 4 else REC6
+        arr = next((a for a, s in live if s == size), None)
+        if arr is not None and find_aligned(arr, packed, size) >= 0:
+            return True
+        src = source_of_packed(packed)
+        if src is not None and self._source_full(infohash, packed, src, arr, rel):
+            return False
+        if live:
+            return self._count(infohash) < self.max_peers_per_infohash
+        return self._room_for_infohash(rel, src or packed, evict=False)
+
+    def for_reply(
+        self, infohash: bytes, now: float, ip: str, family: int
+    ) -> tuple[bytes | None, list[tuple[bytes, int]]]:
+        """For a ``get_peers`` answer to ``ip``, the info-hash looked up once: ``ip``
+        packed if :meth:`can_accept` holds for it (a token is due), else None; the live
+        record arrays of ``family`` (4 or 6) and their record size (for pick_values)."""
+        rel = self._clock(now)
+        packed, src = self._sources.get(ip) or self._source(ip)
+        if infohash not in self._by_family[0] and infohash not in self._by_family[1]:
+            rec = self._single_live(infohash, rel)
+            if rec is None:  # not stored (most asked are not): _accepts of no records
+                if packed and (
+                    self._n_infohashes >= self.max_infohashes
+                    or (src is not None and self._book.peers(src) >= self.max_peers_per_source)
+                ):
+                    packed = packed if self._accepts(infohash, packed, [], rel) else b""
+                return packed or None, []
+            live = [(rec, REC4)]
+        else:
+            live = self._live(infohash, rel)
+        ok = packed and self._accepts(infohash, packed, live, rel)
+        want = REC4 if family == 4 else REC6
+        return (packed if ok else None), [p for p in live if p[1] == want]
 
     def get_values(
         self,
@@ -545,27 +591,9 @@ class PeerStore:
             return []
         return pick_values(pools, max_count, rng or self._rng, noseed, max_bytes)
 
-    def get_peers(
-        self,
-        infohash: bytes,
-        now: float,
-        max_count: int = 50,
-        *,
-        noseed: bool = False,
-        rng: random.Random | None = None,
-        family: int | None = None,
-        max_bytes: int = DEFAULT_VALUES_BUDGET,
-    ) -> list[Addr]:
-        """Like :meth:`get_values`, decoded to ``(ip, port)`` pairs."""
-        values = self.get_values(
-            infohash,
-            now,
-            max_count,
-            noseed=noseed,
-            rng=rng,
-            family=family,
-            max_bytes=max_bytes,
-        )
+    def get_peers(self, infohash: bytes, now: float, max_count: int = 50, **kw: Any) -> list[Addr]:
+        """Like :meth:`get_values` (the same keyword arguments), decoded to (ip, port)."""
+        values = self.get_values(infohash, now, max_count, **kw)
         return [(ip_from_bytes(v[:-2]), int.from_bytes(v[-2:], "big")) for v in values]
 
     def counts(self, infohash: bytes, now: float) -> tuple[int, int]:
@@ -614,20 +642,7 @@ class PeerStore:
         if 8 * n >= self._n_infohashes:
             keys = self.infohashes()
             return rng.sample(keys, min(n, len(keys)))
-        v4, v6 = self._by_family
-        general = list(v4) + [ih for ih in v6 if ih not in v4]
-        singles = len(self._single)
-        out: dict[bytes, None] = {}
-        for _ in range(50 * n):  # bounded: each draw succeeds about 1 in 4
-            if len(out) >= n:
-                break
-            if rng.randrange(singles + len(general)) < singles:
-                key = self._single.random_key(rng)
-                if key is not None:
-                    out[key] = None
-            else:
-                out[rng.choice(general)] = None
-        return list(out)
+        return sample_keys(self._single, self._by_family, rng, n)
 
     def dump(self, now: float) -> list[list[Any]]:
         """JSON-able snapshot: ``[infohash hex, ip, port, seed, seconds left]`` per peer."""
@@ -676,23 +691,4 @@ class PeerStore:
         ``peers_per_chunk + max_peers_per_infohash``; the last may be smaller.
         """
         rel = self._clock(now)
-        keys = (list(self._by_family[0]), list(self._by_family[1]))
-        shards = list(self._single.shards())
-        chunk: list[tuple[bytes, bytes, int, bool, float]] = []
-        for shard in shards:
-            chunk.extend(live_entries(None, shard, _SINGLE, rel))
-            if len(chunk) >= peers_per_chunk:
-                yield chunk
-                chunk = []
-        for fam in (0, 1):
-            table = self._by_family[fam]
-            for ih in keys[fam]:
-                arr = table.get(ih)
-                if arr is None:
-                    continue
-                chunk.extend(live_entries(ih, arr, REC4 if fam == 0 else REC6, rel))
-                if len(chunk) >= peers_per_chunk:
-                    yield chunk
-                    chunk = []
-        if chunk:
-            yield chunk
+        return export_live(self._single.shards(), self._by_family, rel, peers_per_chunk)

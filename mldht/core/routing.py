@@ -138,6 +138,9 @@ class RoutingTable(TableRules):
         self._buckets: list[Bucket] = [Bucket(0, self._limit(0), None)]
         # live entries and cached entries alike: one entry per id and one per IP
         self._by_id: dict[bytes, RoutingEntry] = {}
+        self.by_id = self._by_id
+        """Every entry by node id (read-only for callers: the answer path looks a
+        querier up here and, for a live one at its address, only stamps ``last_query``)."""
         # One entry per public IP (libtorrent's defence against one host filling the
         # table). Loopback and private addresses (BEP 42's exempt ranges) count per
         # ip:port, so that nodes of a local network may share one address;

@@ -124,9 +124,13 @@ class TokenManager:
 
         Raises :class:`InvalidArgument` when ``ip`` is not an IP address.
         """
-        packed = ip_to_bytes(ip, unmap=True)
-        self.rotate(now)
-        return self._mac(self._current, packed, bytes(target))
+        return self.issue_packed(ip_to_bytes(ip, unmap=True), bytes(target), now)
+
+    def issue_packed(self, packed: bytes, target: bytes, now: float) -> bytes:
+        """:meth:`issue` for an address already packed (4 or 16 bytes, unmapped)."""
+        if now - self._period_start >= self.rotate_every:
+            self.rotate(now)
+        return self._mac(self._current, packed, target)
 
     def verify(self, token: bytes, ip: str, target: bytes, now: float) -> bool:
         """Whether ``token`` was issued by us to ``ip`` for ``target`` and has not expired.

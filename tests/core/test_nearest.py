@@ -110,3 +110,24 @@ def test_a_table_in_flux_is_asked_directly_until_it_settles(
     for _ in range(8):  # unchanged: rebuilt once, at the fifth question
         assert list(nearest.nodes(table, target, 8)) == table.closest(target, 8)
     assert built == [table.changes]
+
+
+@pytest.mark.parametrize(("size", "near_own"), [(5, 0), (300, 0), (60, 60), (200, 100)])
+def test_kept_answers_agree_with_routing_closest(size: int, near_own: int) -> None:
+    """Answers kept per cell of target space (the first 16 bits) and reused for the next
+    targets there: random targets, and targets sharing 8-24 leading bits with an entry
+    (in its cell, and in the cells around it), all agree with RoutingTable.closest."""
+    table, nodes = _table(size + near_own, size, near_own=near_own)
+    nearest = Nearest()
+    rng = random.Random(size)
+    targets = [rng.randbytes(20) for _ in range(3000)]
+    for node in nodes[:100]:
+        for bits in (8, 12, 16, 17, 24):
+            keep = int.from_bytes(node.id, "big") >> (160 - bits) << (160 - bits)
+            noise = rng.getrandbits(160 - bits)
+            targets.append((keep | noise).to_bytes(20, "big"))
+    for target in targets + targets:  # the second time from the kept answers
+        assert nearest.compact(table, target, 8) == encode_nodes(table.closest(target, 8))
+    assert nearest._cells is not None, "answers are kept after CELLS_AFTER questions"
+    kept = sum(1 for cell in nearest._cells if cell)
+    assert kept > len(nearest._cells) // 4, "many targets are answered from a kept answer"

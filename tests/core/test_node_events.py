@@ -4,6 +4,7 @@ counters the metrics read (queries by method, bytes, lookup durations)."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from mldht.core import bep44
 from mldht.core.bencode import bencode
@@ -125,10 +126,11 @@ def test_the_core_backlog_is_bounded_and_counts_what_it_dropped() -> None:
 def test_an_internal_error_is_a_warning() -> None:
     node = NodeState(b"\x11" * 20, random.Random(1), 0.0, NodeConfig())
 
-    def broken(*args: object) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
     node._answer = {t: broken for t in node._answer}
+    node._fast = broken  # the fast lane (core.fast_answers) answers a ping first
     ping = bencode({b"a": {b"id": b"\x22" * 20}, b"q": b"ping", b"t": b"aa", b"y": b"q"})
     node.receive_datagram(ping, ("10.0.0.9", 1), 1.0)
     notice = node.next_notice()

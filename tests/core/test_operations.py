@@ -151,7 +151,8 @@ def test_a_bug_in_a_handler_is_counted_and_logged_not_dropped(
     def broken(*args: object) -> None:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(Context, "reply_items", broken)  # the ping handler's answer fails
+    # the querier's bookkeeping fails (after the query was counted), on either lane
+    monkeypatch.setattr(RoutingTable, "queried", broken)
     with caplog.at_level(logging.ERROR, logger="mldht.core"):
         node.receive_datagram(_ping_query(), CLIENT, 1.0)  # must not raise
     assert node.stats["internal_errors"] == 1

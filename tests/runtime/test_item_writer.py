@@ -47,6 +47,7 @@ async def test_replies_wait_for_their_commit(tmp_path: Path) -> None:
         out.setblocking(False)
         inbox.bind(("127.0.0.1", 0))
         inbox.settimeout(0.05)
+
         def send(batch: Sequence[tuple[bytes, Addr]]) -> None:
             for data, addr in batch:
                 out.sendto(data, addr)

@@ -72,9 +72,7 @@ def test_mutable_item_seq_increases_and_newest_wins() -> None:
 
     def put(value: bytes, at: Addr) -> PutDone:
         v = bencode(value)
-        done, _ = sim.run_op(
-            at, lambda st, now: st.put_mutable(v, now, keypair=kp, salt=b"salt")
-        )
+        done, _ = sim.run_op(at, lambda st, now: st.put_mutable(v, now, keypair=kp, salt=b"salt"))
         assert isinstance(done, PutDone)
         return done
 
@@ -93,13 +91,9 @@ def test_stale_seq_is_refused_with_302() -> None:
     sim, nodes = network(seed=5)
     kp = bep44.KeyPair.from_seed(SEED32)
     v = bencode(b"x")
-    done, _ = sim.run_op(
-        nodes[1], lambda st, now: st.put_mutable(v, now, keypair=kp, seq=5)
-    )
+    done, _ = sim.run_op(nodes[1], lambda st, now: st.put_mutable(v, now, keypair=kp, seq=5))
     assert isinstance(done, PutDone) and done.accepted >= 7
-    stale, _ = sim.run_op(
-        nodes[2], lambda st, now: st.put_mutable(v, now, keypair=kp, seq=3)
-    )
+    stale, _ = sim.run_op(nodes[2], lambda st, now: st.put_mutable(v, now, keypair=kp, seq=3))
     assert isinstance(stale, PutDone) and stale.accepted == 0
     assert stale.errors and {code for code, _ in stale.errors} == {302}
 

@@ -73,10 +73,10 @@ __all__ = ["MAX_SALT_SIZE", "MAX_VALUE_SIZE", "NodeConfig", "NodeState"]
 
 log = logging.getLogger("mldht.core")
 
-TIMER_EXPIRED_BATCH = 64
+TIMER_EXPIRED_BATCH = 32
 """Timed-out queries handled in one :meth:`NodeState.handle_timer` call (each may make
 its operation send the next queries: tens of microseconds)."""
-TIMER_OPS_BATCH = 16
+TIMER_OPS_BATCH = 8
 """Operations whose own deadline passed run in one :meth:`NodeState.handle_timer` call."""
 
 

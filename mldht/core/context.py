@@ -33,7 +33,32 @@ from .transactions import Pending, Transactions
 if TYPE_CHECKING:
     import random
 
-__all__ = ["Context", "Timed"]
+__all__ = ["Context", "SendBudget", "Timed"]
+
+
+class SendBudget:
+    """A token bucket of bytes: ``rate`` a second, a burst of one second's worth."""
+
+    __slots__ = ("_at", "_tokens", "rate")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._tokens = float(rate)
+        self._at = 0.0
+
+    def spend(self, size: int, reserve: float, now: float) -> bool:
+        """Take ``size`` bytes, keeping ``reserve`` (a share of the burst) for answers;
+        False, taking nothing, if that is not there."""
+        rate = self.rate
+        tokens = self._tokens + (now - self._at) * rate
+        if tokens > rate:
+            tokens = rate
+        self._at = now
+        if tokens - size < reserve * rate:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - size
+        return True
 
 
 class Context:
@@ -73,8 +98,8 @@ class Context:
         self.now = 0.0
         """The time of the call into the node being handled (set by NodeState)."""
         self._next_op = 1
-        self._send_tokens = float(config.send_rate)
-        self._send_at = 0.0
+        self.send_budget = SendBudget(config.send_rate)
+        """The bytes this node may send (shared by both families of a dual-stack node)."""
 
     def notify(self, event: NodeEvent) -> None:
         """Queue a node event; at most NOTICE_BACKLOG wait (the oldest go first, counted
@@ -153,16 +178,7 @@ class Context:
     def _spend(self, size: int, reserve: float) -> bool:
         """Take ``size`` bytes of the send budget, keeping ``reserve`` (a share of the
         burst) for answers; False, taking nothing, if that is not there."""
-        rate = self.config.send_rate
-        tokens = self._send_tokens + (self.now - self._send_at) * rate
-        if tokens > rate:
-            tokens = rate
-        self._send_at = self.now
-        if tokens - size < reserve * rate:
-            self._send_tokens = tokens
-            return False
-        self._send_tokens = tokens - size
-        return True
+        return self.send_budget.spend(size, reserve, self.now)
 
     # ------------------------------------------------------------------ timing
 

@@ -486,17 +486,21 @@ class Lookup:
 
     def storers(self, n: int) -> list[Responded]:
         """The answers a store goes to, closest first: those that gave a token, up to the
-        ``n``-th that counts toward the closest set. A node withholding its token (a full
-        store, BEP 33) hands its place to the next, as libtorrent's find_data::done does;
-        with ``group_cap`` the answers beyond a /16's (/32's) cap come too (a store to the
-        ``n`` closest of distinct networks reaches them all, the crowded network's too)."""
+        ``n``-th that counts toward the closest set, ``2 n`` at most. A node withholding its
+        token (a full store, BEP 33) hands its place to the next, as libtorrent's
+        find_data::done does; with ``group_cap`` the answers beyond a /16's (/32's) cap come
+        too (a store to the ``n`` closest of distinct networks reaches them all, the crowded
+        network's too)."""
         out: list[Responded] = []
         seen: dict[bytes, int] = {}
+        limit = 2 * n  # a crowded /16 gets at most n stores beyond the counted ones
         for dist in self._resp_dists:
             answer = self._resp[dist]
             if answer.token is None:
                 continue
             out.append(answer)
+            if len(out) >= limit:
+                break
             group = self._groups.get(dist)
             if group is not None:
                 seen[group] = held = seen.get(group, 0) + 1
@@ -608,8 +612,10 @@ class Lookup:
                 # a /24 key is 3 bytes, a /64 key 8: the /16 is its first 2, the /32 4
                 self._groups[dist] = entry.subnet[: 2 if len(entry.subnet) == 3 else 4]
             self._recount()
-        if bisect.bisect_left(self._counted, dist) < self.use_k:
-            self._changed_at = now
+        counted = self._counted
+        at = bisect.bisect_left(counted, dist)
+        if at < self.use_k and at < len(counted) and counted[at] == dist:
+            self._changed_at = now  # (an answer past its /16's cap changes nothing)
         self._prune_candidates()
 
     def _recount(self) -> None:

@@ -129,6 +129,7 @@ class NodeState:
         self.tokens: TokenManager
         self.peer_store: PeerStore
         self.items: ItemStore
+        self._shares_stores = sibling is not None
         if sibling is not None:
             self.tokens, self.peer_store = sibling.tokens, sibling.peer_store
             self.items = sibling.items
@@ -164,6 +165,7 @@ class NodeState:
         if sibling is not None:  # BEP 32: each answers want=n4/n6 from the other's table
             self._handlers.sibling = sibling._ctx
             sibling._handlers.sibling = ctx
+            ctx.send_budget = sibling._ctx.send_budget  # one send_rate for the node
         self._bootstrapper = Bootstrapper(ctx)
         self._maintenance = Maintenance(ctx, self._bootstrapper, self.peer_store, self.items, now)
         try:
@@ -485,7 +487,9 @@ class NodeState:
     def scrape(self, info_hash: bytes, now: float) -> int:
         """BEP 33 scrape: get_peers lookup with ``scrape=1``; the terminal ScrapeDone
         carries the merged filters and estimated seeds and peers (:mod:`.scrape`)."""
-        own = self.peer_store.scrape(info_hash, now)
+        # Our own store's filters: on a dual-stack node the stores are shared, and the
+        # first family's scrape counts them (once).
+        own = None if self._shares_stores else self.peer_store.scrape(info_hash, now)
         local = ScrapeAnswer(*own) if own is not None else None
         op = ScrapeOp(self._ctx, info_hash, local).start(now)
         return self.op_times.started(op, "scrape", now)

@@ -64,3 +64,18 @@ def test_stores_are_shared_and_values_follow_the_query_family() -> None:
     assert len(r4[b"values"]) == 1 and len(r4[b"values"][0]) == 6
     assert len(r6[b"values"]) == 1 and len(r6[b"values"][0]) == 18
     assert v4.peer_store.peer_count() == 2
+
+
+def test_one_send_budget_for_both_families() -> None:
+    """``send_rate`` bounds the node, not each family: replies the IPv4 side sent use up
+    the IPv6 side's budget too."""
+    v4, v6 = pair(send_rate=400)
+    ping = {b"id": b"c" * 20}
+    raw = bencode({b"a": ping, b"q": b"ping", b"t": b"tt", b"y": b"q"})
+    for i in range(20):  # ~50-byte replies: 400 bytes go in the first few
+        v4.receive_datagram(raw, (f"127.0.0.{10 + i}", 7000), 1.0)
+    v4.datagrams_to_send()
+    assert v4.stats["send_budget_replies"] > 0
+    v6.receive_datagram(raw, C6, 1.0)
+    assert v6.stats["send_budget_replies"] == 1
+    assert not [d for d, a in v6.datagrams_to_send() if a == C6]

@@ -421,3 +421,15 @@ def test_storers_pass_over_answers_without_a_token() -> None:
         lookup.on_response(n, 0.1, token=b"t")
     assert [r.node for r in lookup.storers(2)] == nodes[1:3]
     assert [r.node for r in lookup.storers(10)] == nodes[1:]
+
+
+def test_storers_of_a_crowded_16_are_bounded() -> None:
+    """Answers past a /16's cap go to the store phase too, but at most ``2 n`` in all: a
+    crowd of made-up ids from many /24s of one /16 cannot draw a store per /24."""
+    crowd = [_pub(1 + i, ip=f"66.6.{i}.1") for i in range(6)]
+    lookup = Lookup(ZERO, k=6, alpha=6, wait_for_stalled=False, group_cap=1)
+    lookup.add_candidates(crowd)
+    assert lookup.next_queries(0.0) == crowd
+    for n in crowd:
+        lookup.on_response(n, 0.1, token=b"t")
+    assert [r.node for r in lookup.storers(2)] == crowd[:4]

@@ -151,6 +151,7 @@ async def test_dual_node_scrape_counts_both_families() -> None:
         assert await only4.announce(INFOHASH, 4343) >= 1
         result = await hub.scrape(INFOHASH)
         assert (result.seeds, result.peers) == (1, 1)
+        assert result.nodes == 1  # its own (shared) store, counted once
         # The dual node's shared store answers a scrape with the filters of both
         # families' announces, whichever family asks (the filters hold either kind of IP).
         for single in (only4, only6):

@@ -115,15 +115,20 @@ async def test_second_dual_node_shows_in_nodes6_of_an_ipv4_find_node() -> None:
         assert plain.nodes6 is None and plain.nodes
 
 
+async def hub_and_singles(stack: AsyncExitStack) -> tuple[DHTNode, DHTNode, DHTNode]:
+    """A dual node on 127.0.0.1 and [::1], an IPv4-only node (127.0.0.3) and an IPv6-only
+    one bootstrapped from it, both ready: ``(hub, only4, only6)``."""
+    hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
+    v4, v6 = hub.addresses
+    only6 = await stack.enter_async_context(DHTNode(bind=("::1", 0), bootstrap=[v6], **FAST))
+    only4 = await stack.enter_async_context(DHTNode(bind=("127.0.0.3", 0), bootstrap=[v4], **FAST))
+    assert await only6.wait_ready(10) and await only4.wait_ready(10)
+    return hub, only4, only6
+
+
 async def test_peers_announced_over_ipv6_are_found_by_the_dual_node() -> None:
     async with AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
-        v4, v6 = hub.addresses
-        only6 = await stack.enter_async_context(DHTNode(bind=("::1", 0), bootstrap=[v6], **FAST))
-        only4 = await stack.enter_async_context(
-            DHTNode(bind=("127.0.0.3", 0), bootstrap=[v4], **FAST)
-        )
-        assert await only6.wait_ready(10) and await only4.wait_ready(10)
+        hub, only4, only6 = await hub_and_singles(stack)
         assert await only6.announce(INFOHASH, 4242) >= 1
         assert await only4.announce(INFOHASH, 4343) >= 1
         # One store for both families: the IPv6 peer is there for an IPv4-side caller.
@@ -140,13 +145,7 @@ async def test_dual_node_scrape_counts_both_families() -> None:
     """A scrape of a dual node runs in both families and ORs their filters: a seed
     announced over IPv6 and a peer over IPv4 are both counted."""
     async with AsyncExitStack() as stack:
-        hub = await stack.enter_async_context(dual("127.0.0.1", bootstrap=[]))
-        v4, v6 = hub.addresses
-        only6 = await stack.enter_async_context(DHTNode(bind=("::1", 0), bootstrap=[v6], **FAST))
-        only4 = await stack.enter_async_context(
-            DHTNode(bind=("127.0.0.3", 0), bootstrap=[v4], **FAST)
-        )
-        assert await only6.wait_ready(10) and await only4.wait_ready(10)
+        hub, only4, only6 = await hub_and_singles(stack)
         assert await only6.announce(INFOHASH, 4242, seed=True) >= 1
         assert await only4.announce(INFOHASH, 4343) >= 1
         result = await hub.scrape(INFOHASH)
